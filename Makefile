@@ -1,0 +1,28 @@
+# The two commands of the README: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(abspath $(VENV))/bin
+# Procfile and test subprocesses find the virtualenv's commands (gunicorn, rq, ...) first.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: run test install
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+# A local .env with a fresh random JWT secret; edit it to change any setting.
+.env:
+	sed "s|^JWT_SECRET_KEY=.*|JWT_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')|" .env.example > $@
+	@echo "Wrote .env (from .env.example, with a new random JWT_SECRET_KEY)"
+
+run: install .env
+	$(BIN)/flask --app orders_app prestart
+	$(BIN)/honcho start
+
+test: install
+	$(BIN)/pytest

@@ -1,0 +1,52 @@
+"""The orders service: ``create_app`` builds a configured Flask application."""
+
+import os
+
+from flask import Flask
+from swagger_ui_bundle import swagger_ui_path
+
+from . import cli, http
+from .auth import routes as auth_routes
+from .auth.tokens import is_revoked
+from .config import load_config
+from .errors import register_jwt_error_handlers
+from .extensions import SECURITY_SCHEME, Blueprint, api, cache_redis, db, jwt, migrate
+from .health import blp as health_blp
+from .log import configure_logging
+
+
+def create_app(overrides=None):
+    """Build the app; ``overrides`` win over every other configuration source (tests)."""
+    app = Flask(__name__)
+    load_config(app.config, overrides)
+    configure_logging(app.config["LOG_LEVEL"])
+    # Before any route exists: every path answers with and without its trailing slash.
+    app.url_map.strict_slashes = False
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    cache_redis.init_app(app)
+    jwt.init_app(app)
+    jwt.token_in_blocklist_loader(is_revoked)
+    register_jwt_error_handlers(jwt)
+    http.init_app(app)
+    cli.init_app(app)
+    _init_api(app)
+    return app
+
+
+def _init_api(app):
+    api.init_app(app)
+    api.spec.components.security_scheme(
+        SECURITY_SCHEME,
+        {
+            "type": "oauth2",
+            "flows": {"password": {"tokenUrl": "/token", "refreshUrl": "/token/refresh", "scopes": {}}},
+        },
+    )
+    for blueprint in (auth_routes.blp, health_blp):
+        api.register_blueprint(blueprint)
+    # Swagger UI's own files, served locally so /docs works without internet access.
+    app.register_blueprint(
+        Blueprint("swagger_ui", __name__, static_folder=swagger_ui_path, static_url_path="/docs/assets")
+    )

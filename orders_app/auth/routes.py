@@ -1,0 +1,73 @@
+"""Auth endpoints: register, OAuth2 password-flow token, refresh, logout, current user."""
+
+import redis
+from flask_jwt_extended import get_jwt
+from flask_smorest import abort
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import BEARER_CHALLENGE
+from ..extensions import Blueprint, db
+from ..models import User
+from . import passwords, tokens
+from .identity import current_user
+from .schemas import AccessTokenSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
+
+blp = Blueprint("auth", __name__, description="Registration, tokens and the current user")
+
+
+@blp.route("/register/", methods=["POST"])
+@blp.arguments(RegisterSchema)
+@blp.response(201, UserSchema)
+@blp.error(409, "The email is already registered")
+def register(data):
+    user = User(email=data["email"], password_hash=passwords.hash_password(data["password"]))
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        abort(409, message="This email is already registered")
+    return user
+
+
+@blp.route("/token", methods=["POST"])
+@blp.arguments(TokenRequestSchema, location="json_or_form")
+@blp.response(200, TokenSchema)
+@blp.error(401, "Wrong email or password")
+def issue_token(data):
+    """Log in (OAuth2 password flow). Takes a form, or JSON with the same fields."""
+    user = db.session.scalar(select(User).where(User.email == data["username"]))
+    if not passwords.verify_password(user and user.password_hash, data["password"]):
+        abort(401, message="Wrong email or password", headers=BEARER_CHALLENGE)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(data["password"])
+        db.session.commit()
+    return tokens.issue_tokens(user, with_refresh=True)
+
+
+@blp.route("/token/refresh", methods=["POST"])
+@blp.auth_required(refresh=True)
+@blp.response(200, AccessTokenSchema)
+def refresh_token():
+    """A new access token for a refresh token (sent as the Bearer token)."""
+    return tokens.issue_tokens(current_user(), with_refresh=False)
+
+
+@blp.route("/logout", methods=["POST"])
+@blp.auth_required()
+@blp.response(204)
+@blp.error(503, "The blocklist is unavailable; the token was not revoked")
+def logout():
+    """Revoke the access token used for this request."""
+    try:
+        tokens.revoke(get_jwt())
+    except redis.RedisError:
+        abort(503, message="Cannot revoke the token right now; try again shortly")
+
+
+@blp.route("/users/me", methods=["GET"])
+@blp.auth_required()
+@blp.response(200, UserSchema)
+def me():
+    return current_user()

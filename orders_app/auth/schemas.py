@@ -1,0 +1,52 @@
+"""Auth request and response bodies."""
+
+from marshmallow import Schema, fields, post_load, validate
+
+PASSWORD_LENGTH = validate.Length(min=8, max=128)
+
+
+class LowerCaseEmail(fields.Email):
+    """An email address, validated, compared and stored lower-case."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Length(max=254), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).lower()
+
+
+class RegisterSchema(Schema):
+    email = LowerCaseEmail(required=True)
+    password = fields.String(required=True, load_only=True, validate=PASSWORD_LENGTH)
+
+
+class UserSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    email = fields.String(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class TokenRequestSchema(Schema):
+    """OAuth2 password grant (RFC 6749 4.3.2); client fields are accepted and ignored."""
+
+    grant_type = fields.String(validate=validate.OneOf(["password"]))
+    username = fields.String(required=True, metadata={"description": "The account's email"})
+    password = fields.String(required=True, validate=validate.Length(max=128))
+    scope = fields.String()
+    client_id = fields.String()
+    client_secret = fields.String()
+
+    @post_load
+    def lower_case_username(self, data, **_kwargs):
+        data["username"] = data["username"].strip().lower()
+        return data
+
+
+class AccessTokenSchema(Schema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "bearer"})
+    expires_in = fields.Integer(required=True, metadata={"description": "Seconds"})
+
+
+class TokenSchema(AccessTokenSchema):
+    refresh_token = fields.String(required=True)

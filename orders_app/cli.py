@@ -1,0 +1,90 @@
+"""Flask CLI commands: ``flask prestart`` and ``flask create-admin``."""
+
+from urllib.parse import urlsplit
+
+import click
+from flask import current_app
+from flask_migrate import upgrade
+from marshmallow import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from .auth.passwords import hash_password
+from .auth.schemas import PASSWORD_LENGTH, LowerCaseEmail
+from .database import create_database_if_missing
+from .extensions import db
+from .health import check_rabbitmq, check_redis
+from .models import User
+
+HOW_TO_START = {
+    "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "Redis": 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save ""',
+    "RabbitMQ": "rabbitmq-server -detached",
+}
+
+
+def _redacted(url):
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return parts.geturl()
+
+
+def _unreachable(service, url, error):
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{service} is not reachable at {_redacted(url)} ({first_line}).\n"
+        f"  Start it with: {HOW_TO_START[service]}  (or point the URL variable at a running one)"
+    )
+
+
+@click.command("prestart")
+def prestart():
+    """Check PostgreSQL, Redis and RabbitMQ, create the database if missing, migrate."""
+    config = current_app.config
+    problems = []
+    try:
+        if create_database_if_missing(config["SQLALCHEMY_DATABASE_URI"]):
+            click.echo("Created the database")
+    except OperationalError as error:
+        problems.append(_unreachable("PostgreSQL", config["SQLALCHEMY_DATABASE_URI"], error.orig))
+    for service, check, url_key in (
+        ("Redis", check_redis, "REDIS_URL"),
+        ("RabbitMQ", check_rabbitmq, "RABBITMQ_URL"),
+    ):
+        try:
+            check()
+        except Exception as error:  # any failure here is reported the same way
+            problems.append(_unreachable(service, config[url_key], error))
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    upgrade()
+
+
+@click.command("create-admin")
+@click.argument("email")
+@click.option("--password", help="Password for a new user (prompted for if not given).")
+def create_admin(email, password):
+    """Make EMAIL an admin, creating the user if it does not exist."""
+    try:
+        email = LowerCaseEmail().deserialize(email)
+    except ValidationError as error:
+        raise click.BadParameter(" ".join(error.messages), param_hint="EMAIL") from None
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        if password is None:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            PASSWORD_LENGTH(password)
+        except ValidationError as error:
+            raise click.BadParameter(" ".join(error.messages), param_hint="--password") from None
+        user = User(email=email, password_hash=hash_password(password))
+        db.session.add(user)
+    user.is_admin = True
+    db.session.commit()
+    click.echo(f"{email} is an admin (user id {user.id})")
+
+
+def init_app(app):
+    app.cli.add_command(prestart)
+    app.cli.add_command(create_admin)

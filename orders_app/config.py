@@ -1,0 +1,104 @@
+"""Configuration: defaults, then `.env`, then the environment, then explicit overrides.
+
+The service's own settings are read from plain variables (``DATABASE_URL``...); every
+other Flask or extension setting comes from ``FLASK_<KEY>`` through Flask's
+``from_prefixed_env``.
+"""
+
+import os
+from datetime import timedelta
+
+from dotenv import load_dotenv
+
+# Plain environment variable -> Flask config key.
+PLAIN_VARIABLES = {
+    "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+    "REDIS_URL": "REDIS_URL",
+    "RABBITMQ_URL": "RABBITMQ_URL",
+    "JWT_SECRET_KEY": "JWT_SECRET_KEY",
+    "CORS_ORIGINS": "CORS_ORIGINS",
+    "PROCESSING_DELAY_SECONDS": "PROCESSING_DELAY_SECONDS",
+}
+
+DEVELOPMENT_SECRET = "dev-only-insecure-jwt-secret-change-me"
+KNOWN_DEVELOPMENT_SECRETS = {DEVELOPMENT_SECRET, "", "secret", "changeme", "change-me"}
+MIN_SECRET_LENGTH = 32
+
+
+class Defaults:
+    SQLALCHEMY_DATABASE_URI = "postgresql://postgres@127.0.0.1:5432/orders"
+    SQLALCHEMY_ENGINE_OPTIONS = {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        "pool_timeout": 10,
+        "connect_args": {"connect_timeout": 3},
+    }
+    REDIS_URL = "redis://127.0.0.1:6379/0"
+    REDIS_SOCKET_TIMEOUT = 1.0
+    RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    CORS_ORIGINS = ""
+    PROCESSING_DELAY_SECONDS = 2.0
+    HEALTH_CHECK_TIMEOUT = 2.0
+    LOG_LEVEL = "INFO"
+
+    MAX_CONTENT_LENGTH = 64 * 1024
+
+    JWT_SECRET_KEY = DEVELOPMENT_SECRET
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
+    JWT_TOKEN_LOCATION = ["headers"]
+
+    API_TITLE = "Orders service"
+    API_VERSION = "1.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
+    OPENAPI_SWAGGER_UI_CONFIG = {"persistAuthorization": False, "tryItOutEnabled": True}
+
+
+def load_config(config, overrides=None):
+    """Fill a Flask ``config`` in precedence order and normalise the values."""
+    load_dotenv(override=False)  # the real environment wins over .env
+    config.from_object(Defaults)
+    for variable, key in PLAIN_VARIABLES.items():
+        if variable in os.environ:
+            config[key] = os.environ[variable]
+    config.from_prefixed_env()
+    config.update(overrides or {})
+
+    config["SQLALCHEMY_DATABASE_URI"] = psycopg2_url(config["SQLALCHEMY_DATABASE_URI"])
+    config["PROCESSING_DELAY_SECONDS"] = float(config["PROCESSING_DELAY_SECONDS"])
+    for key in ("JWT_ACCESS_TOKEN_EXPIRES", "JWT_REFRESH_TOKEN_EXPIRES"):
+        if type(config[key]) is int:  # seconds, e.g. FLASK_JWT_ACCESS_TOKEN_EXPIRES=900
+            config[key] = timedelta(seconds=config[key])
+    if isinstance(config["CORS_ORIGINS"], str):
+        config["CORS_ORIGINS"] = [o.strip() for o in config["CORS_ORIGINS"].split(",") if o.strip()]
+    if config.get("JWT_PRIVATE_KEY") and config.get("JWT_PUBLIC_KEY"):
+        config.setdefault("JWT_ALGORITHM", "RS256")
+    check_production_safety(config)
+
+
+def psycopg2_url(url):
+    """Make a plain ``postgresql://`` URL mean psycopg2, whatever SQLAlchemy's default driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    return url
+
+
+def check_production_safety(config):
+    """Refuse to run outside debug/testing with a missing, default or short HMAC secret."""
+    if config.get("DEBUG") or config.get("TESTING"):
+        return
+    if config.get("JWT_ALGORITHM", "HS256").startswith("HS"):
+        secret = config.get("JWT_SECRET_KEY") or ""
+        if secret in KNOWN_DEVELOPMENT_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+            raise RuntimeError(
+                "JWT_SECRET_KEY is missing, a development default or shorter than "
+                f"{MIN_SECRET_LENGTH} characters; set a random secret "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))') "
+                "or run with FLASK_DEBUG=1 for development."
+            )

@@ -1,0 +1,56 @@
+"""One error body for everything: flask-smorest's, JWT failures included.
+
+flask-smorest renders every ``HTTPException`` (404, 405, 413, 422, 500...) as
+``{"code", "status", "message"?, "errors"?}``; ``Api`` makes ``message`` always present,
+and the JWT handlers give flask-jwt-extended's failures the same body with 401.
+"""
+
+from http import HTTPStatus
+
+import flask_smorest
+from flask import jsonify
+
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class Api(flask_smorest.Api):
+    def handle_http_exception(self, error):
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" not in payload:
+            payload["message"] = "Invalid input; see errors" if "errors" in payload else error.description
+        return payload, code, headers
+
+
+def error_response(code, message, headers=None):
+    body = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    return jsonify(body), code, headers or {}
+
+
+def unauthorized(message):
+    return error_response(401, message, BEARER_CHALLENGE)
+
+
+def register_jwt_error_handlers(jwt):
+    @jwt.unauthorized_loader
+    def missing_token(reason):
+        return unauthorized(f"Missing or malformed Authorization header: {reason}")
+
+    @jwt.invalid_token_loader
+    def invalid_token(reason):
+        return unauthorized(f"Invalid token: {reason}")
+
+    @jwt.expired_token_loader
+    def expired_token(_header, _payload):
+        return unauthorized("Token has expired")
+
+    @jwt.revoked_token_loader
+    def revoked_token(_header, _payload):
+        return unauthorized("Token has been revoked")
+
+    @jwt.token_verification_failed_loader
+    def failed_verification(_header, _payload):
+        return unauthorized("Token claims verification failed")
+
+    @jwt.user_lookup_error_loader
+    def unknown_user(_header, _payload):
+        return unauthorized("The token's user no longer exists")

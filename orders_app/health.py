@@ -1,0 +1,68 @@
+"""Liveness and readiness probes."""
+
+import logging
+
+import pika
+from flask import current_app
+from marshmallow import Schema, fields
+from sqlalchemy import text
+
+from .extensions import Blueprint, cache_redis, db
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness")
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+class ReadinessSchema(HealthSchema):
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
+def check_database():
+    timeout_ms = str(int(current_app.config["HEALTH_CHECK_TIMEOUT"] * 1000))
+    with db.engine.connect() as connection:  # rolled back on exit: the timeout stays local
+        connection.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": timeout_ms})
+        connection.execute(text("SELECT 1"))
+
+
+def check_redis():
+    cache_redis.client.ping()
+
+
+def check_rabbitmq():
+    timeout = current_app.config["HEALTH_CHECK_TIMEOUT"]
+    parameters = pika.URLParameters(current_app.config["RABBITMQ_URL"])
+    parameters.socket_timeout = parameters.stack_timeout = timeout
+    parameters.connection_attempts = 1
+    pika.BlockingConnection(parameters).close()
+
+
+CHECKS = {"database": check_database, "redis": check_redis, "rabbitmq": check_rabbitmq}
+
+
+@blp.route("", methods=["GET"])
+@blp.response(200, HealthSchema)
+def alive():
+    """The process is up; touches no dependency."""
+    return {"status": "ok"}
+
+
+@blp.route("/ready", methods=["GET"])
+@blp.response(200, ReadinessSchema)
+@blp.alt_response(503, schema=ReadinessSchema, description="At least one dependency is failing")
+def ready():
+    """PostgreSQL, Redis and RabbitMQ each answer within ``HEALTH_CHECK_TIMEOUT`` seconds."""
+    checks = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as error:  # any failure of a dependency means "not ready"
+            log.warning("Readiness check %s failed: %s", name, error)
+            checks[name] = f"failing: {type(error).__name__}"
+    healthy = all(result == "ok" for result in checks.values())
+    return {"status": "ok" if healthy else "failing", "checks": checks}, 200 if healthy else 503

@@ -1,0 +1,246 @@
+"""SPEC 4 "Auth": registration, tokens, refresh, logout, the current user, token failures."""
+
+import time
+
+import pytest
+from argon2 import PasswordHasher
+from flask_jwt_extended import decode_token
+from helpers import (
+    PASSWORD,
+    bearer,
+    claims_of,
+    closed_port_url,
+    forge_token,
+    login,
+    make_app,
+    register,
+)
+from sqlalchemy import select
+
+from orders_app.extensions import db
+from orders_app.models import User
+
+
+def assert_error(response, code):
+    assert response.status_code == code, response.json
+    assert response.json["code"] == code
+    assert set(response.json) <= {"code", "status", "message", "errors"}
+    assert response.json["message"]
+
+
+def assert_unauthorized(response):
+    assert_error(response, 401)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+# --- registration ---------------------------------------------------------------------------
+
+
+def test_register_returns_the_user_without_the_password(client):
+    response = client.post("/register/", json={"email": "bob@example.com", "password": PASSWORD})
+    assert response.status_code == 201
+    assert set(response.json) == {"id", "email", "created_at"}
+    assert response.json["email"] == "bob@example.com"
+    assert PASSWORD not in response.get_data(as_text=True)
+
+
+def test_register_stores_the_email_lower_case_and_an_argon2id_hash(app, client):
+    register(client, "Bob.Smith@Example.COM")
+    with app.app_context():
+        user = db.session.scalar(select(User))
+    assert user.email == "bob.smith@example.com"
+    assert user.password_hash.startswith("$argon2id$")
+    assert PasswordHasher().verify(user.password_hash, PASSWORD)
+
+
+def test_an_email_taken_in_another_case_is_a_conflict(client):
+    register(client, "carol@example.com")
+    response = client.post("/register/", json={"email": "CAROL@example.com", "password": PASSWORD})
+    assert_error(response, 409)
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"email": "not-an-email", "password": PASSWORD}, "email"),
+        ({"email": "a@example.com", "password": "short12"}, "password"),
+        ({"email": "a@example.com", "password": "x" * 129}, "password"),
+        ({"email": "a@example.com"}, "password"),
+        ({"password": PASSWORD}, "email"),
+        ({"email": 42, "password": PASSWORD}, "email"),
+        ({"email": "a@example.com", "password": 12345678}, "password"),
+        ({"email": "a@example.com", "password": PASSWORD, "is_admin": True}, "is_admin"),
+    ],
+)
+def test_invalid_registrations_are_422_with_the_field_named(client, body, field):
+    response = client.post("/register/", json=body)
+    assert_error(response, 422)
+    assert field in response.json["errors"]["json"]
+
+
+def test_password_length_limits_are_inclusive(client):
+    register(client, "eight@example.com", password="x" * 8)
+    register(client, "long@example.com", password="x" * 128)
+
+
+# --- token ----------------------------------------------------------------------------------
+
+
+def test_token_from_a_form_is_an_oauth2_bearer_token_pair(app, client):
+    user = register(client, "dave@example.com")
+    response = client.post(
+        "/token", data={"grant_type": "password", "username": "dave@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert set(response.json) == {"access_token", "token_type", "expires_in", "refresh_token"}
+    assert response.json["token_type"] == "bearer"
+    assert response.json["expires_in"] == 15 * 60
+    access, refresh = claims_of(response.json["access_token"]), claims_of(response.json["refresh_token"])
+    assert access["sub"] == str(user["id"]) and access["type"] == "access"
+    assert access["exp"] - access["iat"] == 15 * 60
+    assert refresh["type"] == "refresh" and refresh["exp"] - refresh["iat"] == 30 * 24 * 3600
+
+
+def test_token_accepts_json_and_any_case_of_the_email(client):
+    register(client, "erin@example.com")
+    response = client.post("/token", json={"username": "ERIN@Example.com", "password": PASSWORD})
+    assert response.status_code == 200
+    assert response.json["access_token"]
+
+
+@pytest.mark.parametrize("username, password", [("frank@example.com", "wrong password"), ("nobody@example.com", PASSWORD)])
+def test_wrong_credentials_are_401_with_a_bearer_challenge(client, username, password):
+    register(client, "frank@example.com")
+    assert_unauthorized(client.post("/token", data={"username": username, "password": password}))
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"username": "frank@example.com"},
+        {"password": PASSWORD},
+        {"grant_type": "client_credentials", "username": "frank@example.com", "password": PASSWORD},
+    ],
+)
+def test_incomplete_token_requests_are_422(client, form):
+    assert_error(client.post("/token", data=form), 422)
+
+
+def test_access_token_lifetime_comes_from_flask_prefixed_setting(database):
+    app = make_app(JWT_ACCESS_TOKEN_EXPIRES=60)
+    client = app.test_client()
+    register(client, "short@example.com")
+    tokens = login(client, "short@example.com")
+    assert tokens["expires_in"] == 60
+    claims = claims_of(tokens["access_token"])
+    assert claims["exp"] - claims["iat"] == 60
+
+
+# --- refresh, logout, /users/me -------------------------------------------------------------
+
+
+def test_refresh_gives_a_new_working_access_token(client, alice):
+    response = client.post("/token/refresh", headers=bearer(alice["tokens"]["refresh_token"]))
+    assert response.status_code == 200
+    assert set(response.json) == {"access_token", "token_type", "expires_in"}
+    new_token = response.json["access_token"]
+    assert new_token != alice["tokens"]["access_token"]
+    assert client.get("/users/me", headers=bearer(new_token)).json["email"] == "alice@example.com"
+
+
+def test_users_me_returns_the_caller(client, alice):
+    response = client.get("/users/me", headers=alice["headers"])
+    assert response.status_code == 200
+    assert response.json == alice["user"]
+
+
+def test_logout_revokes_exactly_that_access_token(app, client, alice):
+    other_session = login(client, "alice@example.com")
+    response = client.post("/logout", headers=alice["headers"])
+    assert response.status_code == 204
+    assert_unauthorized(client.get("/users/me", headers=alice["headers"]))
+    assert client.get("/users/me", headers=bearer(other_session["access_token"])).status_code == 200
+
+
+def test_the_blocklist_entry_lives_until_the_token_expires(app, client, alice):
+    client.post("/logout", headers=alice["headers"])
+    with app.app_context():
+        jti = decode_token(alice["tokens"]["access_token"])["jti"]
+        ttl = app.extensions["cache_redis"].ttl(f"jwt:revoked:{jti}")
+    assert 15 * 60 - 10 <= ttl <= 15 * 60
+
+
+def test_a_revoked_token_cannot_log_out_again(client, alice):
+    client.post("/logout", headers=alice["headers"])
+    assert_unauthorized(client.post("/logout", headers=alice["headers"]))
+
+
+def test_a_deleted_user_cannot_use_or_refresh_tokens(app, client, alice):
+    with app.app_context():
+        db.session.delete(db.session.get(User, alice["user"]["id"]))
+        db.session.commit()
+    assert_unauthorized(client.get("/users/me", headers=alice["headers"]))
+    assert_unauthorized(client.post("/token/refresh", headers=bearer(alice["tokens"]["refresh_token"])))
+
+
+# --- every token failure is a 401 in the error format ---------------------------------------
+
+
+def test_missing_token_is_401(client):
+    assert_unauthorized(client.get("/users/me"))
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer", "Bearer not.a.jwt", "Bearer abc", "Basic dXNlcjpwYXNz", "Bearer a.b.c.d", "token"],
+)
+def test_malformed_authorization_is_401(client, authorization):
+    assert_unauthorized(client.get("/users/me", headers={"Authorization": authorization}))
+
+
+def test_expired_token_is_401(client, alice):
+    payload = claims_of(alice["tokens"]["access_token"]) | {"exp": int(time.time()) - 5}
+    assert_unauthorized(client.get("/users/me", headers=bearer(forge_token(payload))))
+
+
+def test_tampered_token_is_401(client, alice):
+    header, payload, signature = alice["tokens"]["access_token"].split(".")
+    forged = forge_token(claims_of(alice["tokens"]["access_token"]) | {"sub": "2"}).split(".")[1]
+    assert_unauthorized(client.get("/users/me", headers=bearer(f"{header}.{forged}.{signature}")))
+
+
+def test_token_signed_with_another_secret_is_401(client, alice):
+    payload = claims_of(alice["tokens"]["access_token"])
+    token = forge_token(payload, key="another-secret-that-is-also-long-enough-000000")
+    assert_unauthorized(client.get("/users/me", headers=bearer(token)))
+
+
+def test_unsigned_alg_none_token_is_401(client, alice):
+    token = forge_token(claims_of(alice["tokens"]["access_token"]), algorithm="none")
+    assert_unauthorized(client.get("/users/me", headers=bearer(token)))
+
+
+def test_refresh_token_used_as_access_token_is_401(client, alice):
+    assert_unauthorized(client.get("/users/me", headers=bearer(alice["tokens"]["refresh_token"])))
+
+
+def test_access_token_used_to_refresh_is_401(client, alice):
+    assert_unauthorized(client.post("/token/refresh", headers=alice["headers"]))
+
+
+# --- Redis down: the blocklist fails open, logout says it cannot revoke ---------------------
+
+
+@pytest.fixture
+def client_without_redis(database, alice):
+    return make_app(REDIS_URL=closed_port_url("redis", "/0")).test_client()
+
+
+def test_tokens_are_accepted_while_the_blocklist_is_unreachable(client_without_redis, alice, caplog):
+    response = client_without_redis.get("/users/me", headers=alice["headers"])
+    assert response.status_code == 200
+    assert "blocklist unavailable" in caplog.text
+
+
+def test_logout_while_redis_is_down_is_503_not_a_false_success(client_without_redis, alice):
+    assert_error(client_without_redis.post("/logout", headers=alice["headers"]), 503)
