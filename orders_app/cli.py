@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from marshmallow import ValidationError
 from sqlalchemy import select
@@ -39,6 +40,7 @@ def _unreachable(service, url, error):
 
 
 @click.command("prestart")
+@with_appcontext
 def prestart():
     """Check PostgreSQL, Redis and RabbitMQ, create the database if missing, migrate."""
     config = current_app.config
@@ -62,6 +64,7 @@ def prestart():
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.argument("email")
 @click.option("--password", help="Password for a new user (prompted for if not given).")
 def create_admin(email, password):

@@ -8,7 +8,7 @@ other Flask or extension setting comes from ``FLASK_<KEY>`` through Flask's
 import os
 from datetime import timedelta
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 # Plain environment variable -> Flask config key.
 PLAIN_VARIABLES = {
@@ -61,7 +61,7 @@ class Defaults:
 
 def load_config(config, overrides=None):
     """Fill a Flask ``config`` in precedence order and normalise the values."""
-    load_dotenv(override=False)  # the real environment wins over .env
+    load_dotenv(find_dotenv(usecwd=True), override=False)  # the real environment wins
     config.from_object(Defaults)
     for variable, key in PLAIN_VARIABLES.items():
         if variable in os.environ:

@@ -8,6 +8,7 @@ from flask_migrate import Migrate
 from flask_smorest.error_handler import ErrorSchema
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
+from webargs.flaskparser import FlaskParser
 
 from .errors import Api
 
@@ -19,10 +20,21 @@ class Base(DeclarativeBase):
 SECURITY_SCHEME = "OAuth2PasswordBearer"
 
 
+class ArgumentsParser(FlaskParser):
+    """webargs' parser, answering 400 (not 500) to JSON nested too deeply to decode."""
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError as error:
+            self._handle_invalid_json_error(error, req)
+
+
 class Blueprint(flask_smorest.Blueprint):
     """The project's blueprint: auth and error responses declared in one place."""
 
     # ``json_or_form`` bodies are documented as forms (the OAuth2 token endpoint).
+    ARGUMENTS_PARSER = ArgumentsParser()
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "json_or_form": "application/x-www-form-urlencoded",

@@ -5,19 +5,26 @@ run; every test gets a fresh app, and the tables and Redis db (``TEST_REDIS_URL`
 emptied after it. Nothing touches the data of a running stack.
 """
 
-import pytest
-from flask_migrate import upgrade
+import os
 
-from helpers import TEST_DATABASE_URL, bearer, login, make_app, register
+import pytest
+import redis
+from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from orders_app.database import create_database_if_missing
-from orders_app.extensions import cache_redis, db
+from orders_app.extensions import db
+
+from helpers import TEST_DATABASE_URL, TEST_REDIS_URL, bearer, login, make_app, register
+
+# A developer's .env must not leak into the tests (test_config enables it where it is tested).
+os.environ["PYTHON_DOTENV_DISABLED"] = "1"
+
 
 @pytest.fixture(scope="session")
-def database():
-    """A freshly created and migrated test database."""
+def migrated_database():
+    """The test database, dropped, created and migrated from scratch once per run."""
     url = make_url(TEST_DATABASE_URL)
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -33,16 +40,23 @@ def database():
 
 
 @pytest.fixture
+def database(migrated_database):
+    """The migrated test database; its tables and the test Redis db are emptied after the test."""
+    yield migrated_database
+    engine = create_engine(migrated_database)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(db.metadata.tables)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+
+
+@pytest.fixture
 def app(database):
     app = make_app()
     yield app
     with app.app_context():
         db.session.remove()
-        table_names = ", ".join(db.metadata.tables)
-        with db.engine.begin() as connection:
-            connection.execute(text(f"TRUNCATE {table_names} RESTART IDENTITY CASCADE"))
         db.engine.dispose()
-        cache_redis.client.flushdb()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import base64
 import json
 import os
 import socket
+from contextlib import contextmanager
 
 import jwt
 
@@ -67,3 +68,12 @@ def forge_token(payload, key=TEST_SECRET, algorithm="HS256"):
 
 def claims_of(token):
     return jwt.decode(token, options={"verify_signature": False})
+
+
+@contextmanager
+def silent_server():
+    """A port that accepts connections and never answers: a dependency that hangs."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]

@@ -5,6 +5,11 @@ import time
 import pytest
 from argon2 import PasswordHasher
 from flask_jwt_extended import decode_token
+from sqlalchemy import select
+
+from orders_app.extensions import db
+from orders_app.models import User
+
 from helpers import (
     PASSWORD,
     bearer,
@@ -15,10 +20,6 @@ from helpers import (
     make_app,
     register,
 )
-from sqlalchemy import select
-
-from orders_app.extensions import db
-from orders_app.models import User
 
 
 def assert_error(response, code):
@@ -108,7 +109,9 @@ def test_token_accepts_json_and_any_case_of_the_email(client):
     assert response.json["access_token"]
 
 
-@pytest.mark.parametrize("username, password", [("frank@example.com", "wrong password"), ("nobody@example.com", PASSWORD)])
+@pytest.mark.parametrize(
+    "username, password", [("frank@example.com", "wrong password"), ("nobody@example.com", PASSWORD)]
+)
 def test_wrong_credentials_are_401_with_a_bearer_challenge(client, username, password):
     register(client, "frank@example.com")
     assert_unauthorized(client.post("/token", data={"username": username, "password": password}))

@@ -1,7 +1,7 @@
 """Token issuing and the Redis blocklist of revoked tokens."""
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from flask import current_app
@@ -31,7 +31,7 @@ def issue_tokens(user, *, with_refresh):
 
 def revoke(payload):
     """Blocklist a decoded token until it expires. Raises ``redis.RedisError`` if Redis is down."""
-    remaining = payload["exp"] - int(datetime.now(timezone.utc).timestamp())
+    remaining = payload["exp"] - int(datetime.now(UTC).timestamp())
     cache_redis.client.set(_blocklist_key(payload["jti"]), 1, ex=max(remaining, 1))
 
 

@@ -1,0 +1,105 @@
+"""Flask CLI: ``flask create-admin`` and ``flask prestart``."""
+
+import pytest
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.engine import make_url
+
+from orders_app.auth.passwords import verify_password
+from orders_app.extensions import db
+from orders_app.models import User
+
+from helpers import PASSWORD, TEST_DATABASE_URL, claims_of, closed_port_url, login, make_app, register
+
+
+def user_by_email(app, email):
+    with app.app_context():
+        return db.session.scalar(select(User).where(User.email == email))
+
+
+def test_create_admin_creates_an_admin_whose_tokens_say_so(app, client):
+    result = app.test_cli_runner().invoke(args=["create-admin", "Root@Example.com", "--password", PASSWORD])
+    assert result.exit_code == 0, result.output
+    assert user_by_email(app, "root@example.com").is_admin
+    assert claims_of(login(client, "root@example.com")["access_token"])["is_admin"] is True
+
+
+def test_create_admin_prompts_for_the_password_of_a_new_user(app):
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "prompted@example.com"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert verify_password(user_by_email(app, "prompted@example.com").password_hash, PASSWORD)
+
+
+def test_create_admin_promotes_an_existing_user_and_keeps_the_password(app, client):
+    register(client, "promote@example.com")
+    result = app.test_cli_runner().invoke(args=["create-admin", "promote@example.com"])
+    assert result.exit_code == 0, result.output
+    user = user_by_email(app, "promote@example.com")
+    assert user.is_admin and verify_password(user.password_hash, PASSWORD)
+
+
+def test_registered_users_are_not_admins(app, client):
+    register(client, "plain@example.com")
+    assert not user_by_email(app, "plain@example.com").is_admin
+    assert claims_of(login(client, "plain@example.com")["access_token"])["is_admin"] is False
+
+
+@pytest.mark.parametrize(
+    "args", [["not-an-email", "--password", PASSWORD], ["x@example.com", "--password", "short"]]
+)
+def test_create_admin_rejects_bad_input(app, args):
+    result = app.test_cli_runner().invoke(args=["create-admin", *args])
+    assert result.exit_code == 2
+    assert "Invalid value" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(User)) is None
+
+
+@pytest.fixture
+def scratch_database_url():
+    url = make_url(TEST_DATABASE_URL).set(database=make_url(TEST_DATABASE_URL).database + "_prestart")
+    yield url
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_prestart_creates_a_missing_database_and_migrates_it(database, scratch_database_url):
+    url = scratch_database_url.render_as_string(hide_password=False)
+    app = make_app(SQLALCHEMY_DATABASE_URI=url)
+    result = app.test_cli_runner().invoke(args=["prestart"])
+    assert result.exit_code == 0, result.output
+    engine = create_engine(url)
+    assert "users" in inspect(engine).get_table_names()
+    engine.dispose()
+    again = app.test_cli_runner().invoke(args=["prestart"])  # idempotent
+    assert again.exit_code == 0, again.output
+
+
+def test_prestart_names_each_unreachable_service_and_how_to_start_it(database):
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI=closed_port_url("postgresql+psycopg2", "/orders"),
+        REDIS_URL=closed_port_url("redis", "/0"),
+        RABBITMQ_URL=closed_port_url("amqp", "/%2F"),
+    )
+    result = app.test_cli_runner().invoke(args=["prestart"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    for service, how in [
+        ("PostgreSQL", "pg_ctlcluster"),
+        ("Redis", "redis-server"),
+        ("RabbitMQ", "rabbitmq-server"),
+    ]:
+        assert f"{service} is not reachable" in result.output
+        assert how in result.output
+
+
+def test_prestart_hides_passwords_in_its_messages(database):
+    url = closed_port_url("amqp", "/%2F").replace("amqp://", "amqp://guest:s3cret@")
+    app = make_app(RABBITMQ_URL=url)
+    result = app.test_cli_runner().invoke(args=["prestart"])
+    assert result.exit_code == 1
+    assert "RabbitMQ is not reachable at amqp://guest:***@" in result.output
+    assert "s3cret" not in result.output

@@ -1,0 +1,153 @@
+"""SPEC 3: configuration from the environment, .env, FLASK_ settings, production safety."""
+
+import os
+from datetime import timedelta
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Config
+
+from orders_app.config import DEVELOPMENT_SECRET, load_config
+
+from helpers import PASSWORD, bearer, claims_of, login, make_app, register
+
+SERVICE_VARIABLES = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RABBITMQ_URL",
+    "JWT_SECRET_KEY",
+    "CORS_ORIGINS",
+    "PROCESSING_DELAY_SECONDS",
+]
+STRONG_SECRET = "s" * 48
+
+
+@pytest.fixture
+def environ(monkeypatch):
+    """A private copy of the environment with none of the service's variables set."""
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")})
+    for name in SERVICE_VARIABLES:
+        os.environ.pop(name, None)
+    return os.environ
+
+
+def loaded(overrides=None):
+    config = Config(root_path=".")
+    load_config(config, {"TESTING": True, **(overrides or {})})
+    return config
+
+
+def test_defaults_work_locally(environ):
+    config = loaded()
+    assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://postgres@127.0.0.1:5432/orders"
+    assert config["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+    assert config["RABBITMQ_URL"] == "amqp://guest:guest@127.0.0.1:5672/%2F"
+    assert config["PROCESSING_DELAY_SECONDS"] == 2.0
+    assert config["CORS_ORIGINS"] == []
+    assert config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(minutes=15)
+    assert config["JWT_REFRESH_TOKEN_EXPIRES"] == timedelta(days=30)
+    assert config["MAX_CONTENT_LENGTH"] == 64 * 1024
+
+
+def test_plain_variables_configure_the_service(environ):
+    environ.update(
+        DATABASE_URL="postgresql://app:pw@db:5432/shop",
+        REDIS_URL="redis://cache:6379/3",
+        RABBITMQ_URL="amqp://u:p@mq:5672/orders",
+        JWT_SECRET_KEY=STRONG_SECRET,
+        CORS_ORIGINS="https://shop.example.com, http://localhost:3000",
+        PROCESSING_DELAY_SECONDS="0.5",
+    )
+    config = loaded()
+    assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://app:pw@db:5432/shop"
+    assert config["REDIS_URL"] == "redis://cache:6379/3"
+    assert config["RABBITMQ_URL"] == "amqp://u:p@mq:5672/orders"
+    assert config["JWT_SECRET_KEY"] == STRONG_SECRET
+    assert config["CORS_ORIGINS"] == ["https://shop.example.com", "http://localhost:3000"]
+    assert config["PROCESSING_DELAY_SECONDS"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgres://u@h/d", "postgresql+psycopg2://u@h/d"),
+        ("postgresql+psycopg2://u@h/d", "postgresql+psycopg2://u@h/d"),
+    ],
+)
+def test_database_urls_mean_psycopg2(environ, url, expected):
+    environ["DATABASE_URL"] = url
+    assert loaded()["SQLALCHEMY_DATABASE_URI"] == expected
+
+
+def test_any_other_setting_comes_from_flask_prefixed_variables(environ):
+    environ.update(
+        FLASK_JWT_ACCESS_TOKEN_EXPIRES="900",
+        FLASK_LOG_LEVEL="DEBUG",
+        FLASK_SQLALCHEMY_ENGINE_OPTIONS__pool_size="3",
+    )
+    config = loaded()
+    assert config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=900)
+    assert config["LOG_LEVEL"] == "DEBUG"
+    assert config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 3
+    assert config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
+
+
+def test_dotenv_is_honoured_and_the_environment_wins(environ, tmp_path, monkeypatch):
+    environ.pop("PYTHON_DOTENV_DISABLED", None)
+    (tmp_path / ".env").write_text(
+        "REDIS_URL=redis://from-dotenv:6379/1\nRABBITMQ_URL=amqp://from-dotenv//\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    environ["RABBITMQ_URL"] = "amqp://from-environment//"
+    config = loaded()
+    assert config["REDIS_URL"] == "redis://from-dotenv:6379/1"
+    assert config["RABBITMQ_URL"] == "amqp://from-environment//"
+
+
+def test_explicit_overrides_win_over_the_environment(environ):
+    environ["REDIS_URL"] = "redis://from-environment:6379/0"
+    assert loaded({"REDIS_URL": "redis://override:6379/0"})["REDIS_URL"] == "redis://override:6379/0"
+
+
+@pytest.mark.parametrize("secret", [None, "", DEVELOPMENT_SECRET, "changeme", "too-short-secret"])
+def test_production_refuses_a_missing_default_or_short_secret(environ, secret):
+    if secret is not None:
+        environ["JWT_SECRET_KEY"] = secret
+    with pytest.raises(RuntimeError, match="JWT_SECRET_KEY"):
+        load_config(Config(root_path="."))
+
+
+def test_production_starts_with_a_strong_secret(environ):
+    environ["JWT_SECRET_KEY"] = STRONG_SECRET
+    config = Config(root_path=".")
+    load_config(config)
+    assert not config.get("TESTING") and not config.get("DEBUG")
+
+
+def test_debug_mode_allows_the_development_secret(environ):
+    environ["FLASK_DEBUG"] = "1"
+    config = Config(root_path=".")
+    load_config(config)
+    assert config["JWT_SECRET_KEY"] == DEVELOPMENT_SECRET
+
+
+def test_rs256_when_a_key_pair_is_configured(database):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    app = make_app(JWT_PRIVATE_KEY=private_pem, JWT_PUBLIC_KEY=public_pem)
+    client = app.test_client()
+    register(client, "rsa@example.com")
+    tokens = login(client, "rsa@example.com", PASSWORD)
+    header = jwt.get_unverified_header(tokens["access_token"])
+    assert header["alg"] == "RS256"
+    assert claims_of(tokens["access_token"])["sub"]
+    assert client.get("/users/me", headers=bearer(tokens["access_token"])).status_code == 200

@@ -1,0 +1,61 @@
+"""SPEC 4 "Operations": /health and /health/ready."""
+
+import time
+
+from helpers import closed_port_url, make_app, silent_server
+
+
+def test_health_is_ok_without_touching_anything(database):
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI=closed_port_url("postgresql+psycopg2", "/x"),
+        REDIS_URL=closed_port_url("redis"),
+        RABBITMQ_URL=closed_port_url("amqp"),
+    )
+    response = app.test_client().get("/health")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_ready_when_every_dependency_answers(client):
+    response = client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "rabbitmq": "ok"}}
+
+
+def test_not_ready_names_each_failing_dependency(database):
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI=closed_port_url("postgresql+psycopg2", "/x"),
+        REDIS_URL=closed_port_url("redis"),
+        RABBITMQ_URL=closed_port_url("amqp"),
+    )
+    response = app.test_client().get("/health/ready")
+    assert response.status_code == 503
+    assert response.json["status"] == "failing"
+    assert set(response.json["checks"]) == {"database", "redis", "rabbitmq"}
+    assert all(result.startswith("failing") for result in response.json["checks"].values())
+
+
+def test_one_failing_dependency_is_named_and_the_others_stay_ok(database):
+    response = make_app(RABBITMQ_URL=closed_port_url("amqp")).test_client().get("/health/ready")
+    assert response.status_code == 503
+    checks = response.json["checks"]
+    assert checks["database"] == "ok" and checks["redis"] == "ok"
+    assert checks["rabbitmq"].startswith("failing")
+
+
+def test_hanging_dependencies_time_out_quickly(database):
+    with silent_server() as redis_port, silent_server() as rabbitmq_port:
+        app = make_app(
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/%2F",
+            REDIS_SOCKET_TIMEOUT=0.5,
+            HEALTH_CHECK_TIMEOUT=0.5,
+        )
+        started = time.monotonic()
+        response = app.test_client().get("/health/ready")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.json["checks"]["database"] == "ok"
+    assert response.json["checks"]["redis"].startswith("failing")
+    assert response.json["checks"]["rabbitmq"].startswith("failing")
+    assert elapsed < 3
