@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 # Procfile and test subprocesses find the virtualenv's commands (gunicorn, rq, ...) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test install
+.PHONY: run test lint install
 
 install: $(VENV)/.installed
 
@@ -26,3 +26,7 @@ run: install .env
 
 test: install
 	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

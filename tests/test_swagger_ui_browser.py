@@ -7,8 +7,9 @@ import shutil
 import threading
 
 import pytest
-from helpers import PASSWORD, make_app, register
 from werkzeug.serving import make_server
+
+from helpers import PASSWORD, make_app, register
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -64,7 +65,9 @@ def test_swagger_ui_authorizes_with_the_password_flow_and_calls_users_me(live_se
 
     browser.get(f"{base_url}/docs")
     wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "button.authorize"))).click()
-    wait.until(ready.visibility_of_element_located((By.ID, "oauth_username"))).send_keys("browser@example.com")
+    wait.until(ready.visibility_of_element_located((By.ID, "oauth_username"))).send_keys(
+        "browser@example.com"
+    )
     browser.find_element(By.ID, "oauth_password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, ".auth-container button.authorize").click()
     # Once the token is granted the modal offers "Logout" instead of "Authorize".
@@ -74,11 +77,16 @@ def test_swagger_ui_authorizes_with_the_password_flow_and_calls_users_me(live_se
 
     operation = wait.until(ready.element_to_be_clickable((By.ID, "operations-auth-get_users_me")))
     operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
-    wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "#operations-auth-get_users_me .execute"))).click()
+    wait.until(
+        ready.element_to_be_clickable((By.CSS_SELECTOR, "#operations-auth-get_users_me .execute"))
+    ).click()
 
     status = wait.until(
         ready.visibility_of_element_located(
-            (By.CSS_SELECTOR, "#operations-auth-get_users_me .live-responses-table tbody .response-col_status")
+            (
+                By.CSS_SELECTOR,
+                "#operations-auth-get_users_me .live-responses-table tbody .response-col_status",
+            )
         )
     )
     body = browser.find_element(By.CSS_SELECTOR, "#operations-auth-get_users_me .live-responses-table pre")
