@@ -9,10 +9,11 @@ from . import cli, http
 from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
 from .config import load_config
-from .errors import register_jwt_error_handlers
+from .errors import register_jwt_error_handlers, register_service_error_handler
 from .extensions import SECURITY_SCHEME, Blueprint, api, cache_redis, db, jwt, migrate
 from .health import blp as health_blp
 from .log import configure_logging
+from .orders import routes as order_routes
 
 
 def create_app(overrides=None):
@@ -29,6 +30,7 @@ def create_app(overrides=None):
     jwt.init_app(app)
     jwt.token_in_blocklist_loader(is_revoked)
     register_jwt_error_handlers(jwt)
+    register_service_error_handler(app)
     http.init_app(app)
     cli.init_app(app)
     _init_api(app)
@@ -44,7 +46,7 @@ def _init_api(app):
             "flows": {"password": {"tokenUrl": "/token", "refreshUrl": "/token/refresh", "scopes": {}}},
         },
     )
-    for blueprint in (auth_routes.blp, health_blp):
+    for blueprint in (auth_routes.blp, order_routes.blp, health_blp):
         api.register_blueprint(blueprint)
     # Swagger UI's own files, served locally so /docs works without internet access.
     app.register_blueprint(

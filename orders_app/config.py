@@ -43,6 +43,9 @@ class Defaults:
     LOG_LEVEL = "INFO"
 
     MAX_CONTENT_LENGTH = 64 * 1024
+    # argon2id cost (argon2-cffi's defaults): passes and memory in KiB.
+    PASSWORD_HASH_TIME_COST = 3
+    PASSWORD_HASH_MEMORY_COST = 65536
 
     JWT_SECRET_KEY = DEVELOPMENT_SECRET
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)

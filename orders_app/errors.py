@@ -21,9 +21,28 @@ class Api(flask_smorest.Api):
         return payload, code, headers
 
 
-def error_response(code, message, headers=None):
+class ServiceError(Exception):
+    """A broken business rule; ``status_code``, the message and ``errors`` make the error body."""
+
+    status_code = 400
+
+    def __init__(self, message, errors=None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+
+
+def error_response(code, message, headers=None, errors=None):
     body = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    if errors:
+        body["errors"] = errors
     return jsonify(body), code, headers or {}
+
+
+def register_service_error_handler(app):
+    @app.errorhandler(ServiceError)
+    def service_error(error):
+        return error_response(error.status_code, error.message, errors=error.errors)
 
 
 def unauthorized(message):

@@ -40,6 +40,12 @@ class Blueprint(flask_smorest.Blueprint):
         "json_or_form": "application/x-www-form-urlencoded",
     }
 
+    def _check_precondition(self):
+        """If-Match is optional in this API (SPEC 4): checked when sent, never required (no 428)."""
+
+    def _verify_check_etag(self):
+        """Views call ``check_etag`` only when If-Match was sent: nothing to verify afterwards."""
+
     def error(self, status_code, description):
         """Document an error answer with the common error body."""
         return self.alt_response(status_code, schema=ErrorSchema, description=description)
@@ -80,7 +86,8 @@ class FlaskRedis:
         return current_app.extensions[self.name]
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects stay readable after commit (no reload query); sessions live for one request.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 jwt = JWTManager()
 api = Api()

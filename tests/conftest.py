@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from orders_app.database import create_database_if_missing
 from orders_app.extensions import db
 
-from helpers import TEST_DATABASE_URL, TEST_REDIS_URL, bearer, login, make_app, register
+from helpers import PASSWORD, TEST_DATABASE_URL, TEST_REDIS_URL, bearer, login, make_app, register
 
 # A developer's .env must not leak into the tests (test_config enables it where it is tested).
 os.environ["PYTHON_DOTENV_DISABLED"] = "1"
@@ -64,9 +64,30 @@ def client(app):
     return app.test_client()
 
 
+def signed_up(client, email):
+    """A registered user with a fresh token pair: ``{"user", "tokens", "headers"}``."""
+    user = register(client, email)
+    return {"user": user, **session_of(client, email)}
+
+
+def session_of(client, email):
+    tokens = login(client, email)
+    return {"tokens": tokens, "headers": bearer(tokens["access_token"])}
+
+
 @pytest.fixture
 def alice(client):
-    """A registered user with a fresh token pair: ``{"user", "tokens", "headers"}``."""
-    user = register(client, "alice@example.com")
-    tokens = login(client, "alice@example.com")
-    return {"user": user, "tokens": tokens, "headers": bearer(tokens["access_token"])}
+    return signed_up(client, "alice@example.com")
+
+
+@pytest.fixture
+def bob(client):
+    return signed_up(client, "bob@example.com")
+
+
+@pytest.fixture
+def admin(app, client):
+    """An admin made by ``flask create-admin``, logged in."""
+    result = app.test_cli_runner().invoke(args=["create-admin", "admin@example.com", "--password", PASSWORD])
+    assert result.exit_code == 0, result.output
+    return session_of(client, "admin@example.com")

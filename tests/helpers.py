@@ -36,6 +36,9 @@ def make_app(**overrides):
         "RABBITMQ_URL": TEST_RABBITMQ_URL,
         "JWT_SECRET_KEY": TEST_SECRET,
         "HEALTH_CHECK_TIMEOUT": 1.0,
+        # Cheap hashing keeps the suite fast; test_auth checks the production defaults.
+        "PASSWORD_HASH_TIME_COST": 1,
+        "PASSWORD_HASH_MEMORY_COST": 1024,
     }
     config.update(overrides)
     return create_app(config)
@@ -77,3 +80,10 @@ def silent_server():
         server.bind(("127.0.0.1", 0))
         server.listen(16)
         yield server.getsockname()[1]
+
+
+def place_order(client, headers, items=None, **extra_headers):
+    body = {"items": items or [{"name": "Bread", "quantity": 2, "price": "10.50"}]}
+    response = client.post("/orders/", json=body, headers={**headers, **extra_headers})
+    assert response.status_code == 201, response.json
+    return response.json

@@ -54,6 +54,16 @@ def test_register_stores_the_email_lower_case_and_an_argon2id_hash(app, client):
     assert PasswordHasher().verify(user.password_hash, PASSWORD)
 
 
+def test_production_hashing_uses_argon2id_defaults_and_upgrades_cheaper_hashes(app, client):
+    register(client, "cheap@example.com")  # hashed with the tests' cheap parameters
+    production = make_app(PASSWORD_HASH_TIME_COST=3, PASSWORD_HASH_MEMORY_COST=65536)
+    login(production.test_client(), "cheap@example.com")
+    with app.app_context():
+        user = db.session.scalar(select(User))
+    assert user.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert PasswordHasher().verify(user.password_hash, PASSWORD)
+
+
 def test_an_email_taken_in_another_case_is_a_conflict(client):
     register(client, "carol@example.com")
     response = client.post("/register/", json={"email": "CAROL@example.com", "password": PASSWORD})

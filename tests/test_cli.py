@@ -28,7 +28,8 @@ def test_create_admin_prompts_for_the_password_of_a_new_user(app):
         args=["create-admin", "prompted@example.com"], input=f"{PASSWORD}\n{PASSWORD}\n"
     )
     assert result.exit_code == 0, result.output
-    assert verify_password(user_by_email(app, "prompted@example.com").password_hash, PASSWORD)
+    with app.app_context():
+        assert verify_password(user_by_email(app, "prompted@example.com").password_hash, PASSWORD)
 
 
 def test_create_admin_promotes_an_existing_user_and_keeps_the_password(app, client):
@@ -36,7 +37,8 @@ def test_create_admin_promotes_an_existing_user_and_keeps_the_password(app, clie
     result = app.test_cli_runner().invoke(args=["create-admin", "promote@example.com"])
     assert result.exit_code == 0, result.output
     user = user_by_email(app, "promote@example.com")
-    assert user.is_admin and verify_password(user.password_hash, PASSWORD)
+    with app.app_context():
+        assert user.is_admin and verify_password(user.password_hash, PASSWORD)
 
 
 def test_registered_users_are_not_admins(app, client):

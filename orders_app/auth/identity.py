@@ -1,10 +1,23 @@
 """Who is calling: helpers over the verified access token."""
 
+from dataclasses import dataclass
+
 from flask_jwt_extended import get_jwt, get_jwt_identity
 from flask_smorest import abort
 
 from ..extensions import db
 from ..models import User
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: admins see and change every order."""
+
+    user_id: int
+    is_admin: bool = False
+
+    def may_see(self, owner_id):
+        return self.is_admin or self.user_id == owner_id
 
 
 def current_user_id() -> int:
@@ -13,6 +26,10 @@ def current_user_id() -> int:
 
 def current_user_is_admin() -> bool:
     return bool(get_jwt().get("is_admin"))
+
+
+def current_viewer() -> Viewer:
+    return Viewer(user_id=current_user_id(), is_admin=current_user_is_admin())
 
 
 def current_user() -> User:

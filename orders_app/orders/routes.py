@@ -1,0 +1,85 @@
+"""Order endpoints: thin HTTP wrappers around ``service``."""
+
+from flask import request, url_for
+from flask.views import MethodView
+
+from ..auth.identity import current_viewer
+from ..extensions import Blueprint
+from . import service
+from .schemas import (
+    IdempotencyHeaderSchema,
+    OrderCreateSchema,
+    OrderListQuerySchema,
+    OrderSchema,
+    OrderStatusChangeSchema,
+)
+
+blp = Blueprint("orders", __name__, url_prefix="/orders", description="Placing, reading and changing orders")
+
+
+@blp.route("/")
+class Orders(MethodView):
+    @blp.auth_required()
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.arguments(OrderCreateSchema)
+    @blp.response(201, OrderSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.error(422, "Invalid order, wrong total_price, or an Idempotency-Key reused with another body")
+    def post(self, headers, data):
+        """Place an order. The server computes total_price."""
+        order, created = service.create_order(
+            current_viewer(),
+            data["items"],
+            claimed_total=data.get("total_price"),
+            idempotency_key=headers.get("idempotency_key"),
+        )
+        response_headers = {"Location": url_for("orders.Order", order_id=order.id)}
+        if not created:
+            response_headers["Idempotent-Replayed"] = "true"
+        return order, 201, response_headers
+
+
+@blp.route("/<uuid:order_id>/")
+class Order(MethodView):
+    @blp.auth_required()
+    @blp.etag
+    @blp.response(
+        200, OrderSchema, headers={"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS"]}}}
+    )
+    @blp.error(404, "No such order, or not yours")
+    def get(self, order_id):
+        """Read an order: from the Redis cache when it is there (X-Cache: HIT)."""
+        order, hit = service.get_order(current_viewer(), order_id)
+        return order, 200, {"X-Cache": "HIT" if hit else "MISS"}
+
+    @blp.auth_required()
+    @blp.etag
+    @blp.arguments(OrderStatusChangeSchema)
+    @blp.response(200, OrderSchema)
+    @blp.error(404, "No such order, or not yours")
+    @blp.error(409, "Not a legal transition from the current status")
+    @blp.error(412, "If-Match does not match the order's current ETag")
+    def patch(self, data, order_id):
+        """Change an order's status. If-Match is optional; when sent it must match."""
+        precondition = (lambda order: blp.check_etag(order, OrderSchema)) if request.if_match else None
+        return service.change_status(current_viewer(), order_id, data["status"], precondition)
+
+
+@blp.route("/user/<int:user_id>/")
+class UserOrders(MethodView):
+    @blp.auth_required()
+    @blp.etag
+    @blp.arguments(OrderListQuerySchema, location="query")
+    @blp.response(200, OrderSchema(many=True))
+    @blp.paginate(page_size=20, max_page_size=100)
+    @blp.error(403, "Another user's orders (admins excepted)")
+    def get(self, args, user_id, pagination_parameters):
+        """A user's orders, newest first; pagination in the X-Pagination header."""
+        orders, total = service.list_orders(
+            current_viewer(),
+            user_id,
+            status=args.get("status"),
+            offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        return orders

@@ -1,0 +1,178 @@
+"""Order business rules: totals, idempotent creation, ownership, the status machine, listing.
+
+Free of HTTP: callers pass a ``Viewer`` and get models back, or a ``ServiceError``.
+"""
+
+import hashlib
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from ..errors import ServiceError
+from ..extensions import db
+from ..models import IdempotencyKey, Order, OrderStatus
+from . import cache
+from .schemas import MAX_AMOUNT
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+NEXT_STATUSES = {
+    OrderStatus.PENDING: (OrderStatus.PAID, OrderStatus.CANCELED),
+    OrderStatus.PAID: (OrderStatus.SHIPPED, OrderStatus.CANCELED),
+    OrderStatus.SHIPPED: (),
+    OrderStatus.CANCELED: (),
+}
+
+
+class OrderNotFound(ServiceError):
+    status_code = 404
+
+    def __init__(self):
+        super().__init__("Order not found")
+
+
+class ForeignOrders(ServiceError):
+    status_code = 403
+
+    def __init__(self):
+        super().__init__("You may only list your own orders")
+
+
+class IllegalTransition(ServiceError):
+    status_code = 409
+
+    def __init__(self, current, requested):
+        allowed = ", ".join(s.name for s in NEXT_STATUSES[current]) or "none (final state)"
+        super().__init__(
+            f"Cannot change status from {current.name} to {requested.name}; allowed next states: {allowed}"
+        )
+
+
+class InvalidOrder(ServiceError):
+    status_code = 422
+
+    def __init__(self, field, message):
+        super().__init__("Invalid order", errors={"json": {field: [message]}})
+
+
+class IdempotencyKeyReused(ServiceError):
+    status_code = 422
+
+    def __init__(self):
+        message = "This key was already used with a different request body"
+        super().__init__(message, errors={"headers": {"Idempotency-Key": [message]}})
+
+
+def order_total(items):
+    return sum((item["price"] * item["quantity"] for item in items), Decimal("0.00"))
+
+
+def create_order(viewer, items, claimed_total=None, idempotency_key=None):
+    """Create an order; return ``(order, created)``.
+
+    With an ``idempotency_key`` the same key from the same user within 24 hours returns the order
+    it created first (``created`` False) and creates nothing; the key with another body is a 422.
+    Concurrent requests with one key serialise on the key's row: one creates, the others replay.
+    """
+    total = order_total(items)
+    if claimed_total is not None and claimed_total != total:
+        raise InvalidOrder("total_price", f"Does not match the sum of the items ({total:.2f})")
+    if total > MAX_AMOUNT:
+        raise InvalidOrder("items", f"The total must not exceed {MAX_AMOUNT}")
+
+    stored_items = [
+        {"name": item["name"], "quantity": item["quantity"], "price": f"{item['price']:.2f}"}
+        for item in items
+    ]
+    order = Order(user_id=viewer.user_id, items=stored_items, total_price=total, status=OrderStatus.PENDING)
+    db.session.add(order)
+    db.session.flush()
+    if idempotency_key is None or _claim_key(
+        viewer.user_id, idempotency_key, _request_hash(stored_items), order
+    ):
+        db.session.commit()
+        return order, True
+
+    db.session.rollback()  # another request with this key got there first
+    return _replay(viewer.user_id, idempotency_key, _request_hash(stored_items)), False
+
+
+def _request_hash(stored_items):
+    return hashlib.sha256(json.dumps(stored_items, sort_keys=True).encode()).hexdigest()
+
+
+def _claim_key(user_id, key, request_hash, order):
+    """Record ``key`` for ``order`` unless a live (under 24 hours old) record exists.
+
+    Waits for a concurrent transaction holding the same key to finish first.
+    """
+    statement = insert(IdempotencyKey).values(
+        user_id=user_id, key=key, request_hash=request_hash, order_id=order.id
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[IdempotencyKey.user_id, IdempotencyKey.key],
+        set_={"request_hash": request_hash, "order_id": order.id, "created_at": func.now()},
+        where=IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW,
+    ).returning(IdempotencyKey.order_id)
+    return db.session.execute(statement).first() is not None
+
+
+def _replay(user_id, key, request_hash):
+    record = db.session.get(IdempotencyKey, (user_id, key))
+    if record.request_hash != request_hash:
+        raise IdempotencyKeyReused()
+    return db.session.get(Order, record.order_id)
+
+
+def get_order(viewer, order_id):
+    """Return ``(order, cache_hit)``: the cached order (a mapping) or the row, which fills the cache."""
+    cached = cache.read(order_id)
+    if cached is not None:
+        if not viewer.may_see(cached["user_id"]):
+            raise OrderNotFound()
+        return cached, True
+    order = db.session.get(Order, order_id)
+    if order is None or not viewer.may_see(order.user_id):
+        raise OrderNotFound()
+    cache.fill(order)
+    return order, False
+
+
+def change_status(viewer, order_id, status, precondition=None):
+    """Apply a status transition under a row lock; ``precondition(order)`` may veto it (If-Match).
+
+    Setting the current status again changes nothing.
+    """
+    order = db.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None or not viewer.may_see(order.user_id):
+        raise OrderNotFound()
+    if precondition is not None:
+        precondition(order)
+    if status is not order.status:
+        if status not in NEXT_STATUSES[order.status]:
+            raise IllegalTransition(order.status, status)
+        order.status = status
+    db.session.commit()
+    cache.store(order)
+    return order
+
+
+def list_orders(viewer, owner_id, status=None, offset=0, limit=20):
+    """Return ``(orders, total)``: one page of ``owner_id``'s orders, newest first."""
+    if not viewer.may_see(owner_id):
+        raise ForeignOrders()
+    condition = Order.user_id == owner_id
+    if status is not None:
+        condition = condition & (Order.status == status)
+    total = db.session.scalar(select(func.count()).select_from(Order).where(condition))
+    page = db.session.scalars(
+        select(Order)
+        .where(condition)
+        .order_by(Order.created_at.desc(), Order.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return page, total
