@@ -16,6 +16,7 @@ from .database import create_database_if_missing
 from .extensions import db
 from .health import check_rabbitmq, check_redis
 from .models import User
+from .orders.service import purge_expired_idempotency_keys
 
 HOW_TO_START = {
     "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
@@ -88,6 +89,13 @@ def create_admin(email, password):
     click.echo(f"{email} is an admin (user id {user.id})")
 
 
+@click.command("purge-idempotency-keys")
+@with_appcontext
+def purge_idempotency_keys():
+    """Delete Idempotency-Key records older than 24 hours (run it daily, e.g. from cron)."""
+    click.echo(f"Deleted {purge_expired_idempotency_keys()} expired idempotency keys")
+
+
 def init_app(app):
-    app.cli.add_command(prestart)
-    app.cli.add_command(create_admin)
+    for command in (prestart, create_admin, purge_idempotency_keys):
+        app.cli.add_command(command)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import closed_port_url, make_app
+from helpers import closed_port_url, make_app, place_order
 
 PATHS = [
     ("POST", "/register/"),
@@ -10,6 +10,10 @@ PATHS = [
     ("POST", "/token/refresh"),
     ("POST", "/logout"),
     ("GET", "/users/me"),
+    ("POST", "/orders/"),
+    ("GET", "/orders/5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10/"),
+    ("PATCH", "/orders/5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10/"),
+    ("GET", "/orders/user/1/"),
     ("GET", "/health"),
     ("GET", "/health/ready"),
     ("GET", "/docs"),
@@ -71,10 +75,20 @@ MALFORMED_BODIES = [
 ]
 
 
-@pytest.mark.parametrize("path", ["/register/", "/token", "/token/refresh", "/logout"])
+@pytest.mark.parametrize("path", ["/register/", "/token", "/orders/"])
 @pytest.mark.parametrize("content_type, body", MALFORMED_BODIES)
-def test_malformed_bodies_are_4xx_never_500(client, path, content_type, body):
-    response = client.post(path, data=body, headers={"Content-Type": content_type})
+def test_malformed_bodies_are_4xx_never_500(client, alice, path, content_type, body):
+    headers = {"Content-Type": content_type, **alice["headers"]}
+    response = client.post(path, data=body, headers=headers)
+    assert 400 <= response.status_code < 500, response.data
+    assert response.json["code"] == response.status_code
+
+
+@pytest.mark.parametrize("content_type, body", MALFORMED_BODIES)
+def test_malformed_status_changes_are_4xx_never_500(client, alice, content_type, body):
+    order = place_order(client, alice["headers"])
+    headers = {"Content-Type": content_type, **alice["headers"]}
+    response = client.patch(f"/orders/{order['id']}/", data=body, headers=headers)
     assert 400 <= response.status_code < 500, response.data
     assert response.json["code"] == response.status_code
 

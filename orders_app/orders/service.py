@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from ..errors import ServiceError
@@ -125,6 +125,14 @@ def _replay(user_id, key, request_hash):
     if record.request_hash != request_hash:
         raise IdempotencyKeyReused()
     return db.session.get(Order, record.order_id)
+
+
+def purge_expired_idempotency_keys():
+    """Delete keys older than the 24-hour window; return how many went."""
+    expired = IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW
+    deleted = db.session.execute(delete(IdempotencyKey).where(expired)).rowcount
+    db.session.commit()
+    return deleted
 
 
 def get_order(viewer, order_id):

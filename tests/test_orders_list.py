@@ -1,0 +1,114 @@
+"""SPEC 4 "Orders": GET /orders/user/{user_id}/ — newest first, pagination, status filter, access."""
+
+import json
+
+import pytest
+
+from helpers import place_order
+
+
+def item(n):
+    return [{"name": f"Item {n}", "quantity": 1, "price": f"{n}.00"}]
+
+
+@pytest.fixture
+def five_orders(client, alice):
+    """Alice's orders, oldest first; the 2nd and 4th are PAID."""
+    orders = [place_order(client, alice["headers"], item(n)) for n in range(1, 6)]
+    for order in orders[1::2]:
+        client.patch(f"/orders/{order['id']}/", json={"status": "PAID"}, headers=alice["headers"])
+    return orders
+
+
+def list_orders(client, headers, user_id, query=""):
+    return client.get(f"/orders/user/{user_id}/{query}", headers=headers)
+
+
+def test_a_users_orders_come_newest_first(client, alice, five_orders):
+    response = list_orders(client, alice["headers"], alice["user"]["id"])
+    assert response.status_code == 200
+    assert [o["id"] for o in response.json] == [o["id"] for o in reversed(five_orders)]
+    assert json.loads(response.headers["X-Pagination"]) == {
+        "total": 5, "total_pages": 1, "first_page": 1, "last_page": 1, "page": 1
+    }  # fmt: skip
+
+
+def test_pages(client, alice, five_orders):
+    response = list_orders(client, alice["headers"], alice["user"]["id"], "?page=2&page_size=2")
+    assert [o["id"] for o in response.json] == [five_orders[2]["id"], five_orders[1]["id"]]
+    pagination = json.loads(response.headers["X-Pagination"])
+    assert pagination == {
+        "total": 5, "total_pages": 3, "first_page": 1, "last_page": 3, "page": 2,
+        "previous_page": 1, "next_page": 3,
+    }  # fmt: skip
+
+
+def test_a_page_past_the_end_is_empty(client, alice, five_orders):
+    response = list_orders(client, alice["headers"], alice["user"]["id"], "?page=9&page_size=2")
+    assert response.status_code == 200
+    assert response.json == []
+
+
+def test_default_page_size_is_20(client, alice):
+    for n in range(21):
+        place_order(client, alice["headers"], item(n + 1))
+    response = list_orders(client, alice["headers"], alice["user"]["id"])
+    assert len(response.json) == 20
+    assert json.loads(response.headers["X-Pagination"])["total_pages"] == 2
+
+
+@pytest.mark.parametrize("spelling", ["PAID", "paid"])
+def test_status_filter(client, alice, five_orders, spelling):
+    response = list_orders(client, alice["headers"], alice["user"]["id"], f"?status={spelling}")
+    assert [o["id"] for o in response.json] == [five_orders[3]["id"], five_orders[1]["id"]]
+    assert json.loads(response.headers["X-Pagination"])["total"] == 2
+
+
+@pytest.mark.parametrize("query", ["?status=DONE", "?page=0", "?page_size=0", "?page_size=101", "?page=x"])
+def test_bad_query_parameters_are_422(client, alice, query):
+    assert list_orders(client, alice["headers"], alice["user"]["id"], query).status_code == 422
+
+
+def test_only_the_users_own_orders_are_listed(client, alice, bob, five_orders):
+    place_order(client, bob["headers"])
+    response = list_orders(client, alice["headers"], alice["user"]["id"])
+    assert {o["user_id"] for o in response.json} == {alice["user"]["id"]}
+
+
+def test_another_users_list_is_403(client, alice, bob, five_orders):
+    response = list_orders(client, bob["headers"], alice["user"]["id"])
+    assert response.status_code == 403
+    assert response.json["code"] == 403
+
+
+def test_admins_list_any_users_orders(client, alice, admin, five_orders):
+    response = list_orders(client, admin["headers"], alice["user"]["id"])
+    assert response.status_code == 200
+    assert len(response.json) == 5
+    assert list_orders(client, admin["headers"], 999_999).json == []
+
+
+def test_an_empty_list(client, alice):
+    response = list_orders(client, alice["headers"], alice["user"]["id"])
+    assert response.status_code == 200
+    assert response.json == []
+    assert json.loads(response.headers["X-Pagination"])["total"] == 0
+
+
+def test_the_list_has_an_etag_that_changes_with_the_orders(client, alice, five_orders):
+    first = list_orders(client, alice["headers"], alice["user"]["id"])
+    same = client.get(
+        f"/orders/user/{alice['user']['id']}/",
+        headers={**alice["headers"], "If-None-Match": first.headers["ETag"]},
+    )
+    assert same.status_code == 304
+    place_order(client, alice["headers"])
+    assert list_orders(client, alice["headers"], alice["user"]["id"]).headers["ETag"] != first.headers["ETag"]
+
+
+def test_listing_needs_a_token(client, alice):
+    assert client.get(f"/orders/user/{alice['user']['id']}/").status_code == 401
+
+
+def test_a_non_integer_user_id_is_404(client, alice):
+    assert list_orders(client, alice["headers"], "abc").status_code == 404
