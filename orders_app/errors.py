@@ -65,11 +65,3 @@ def register_jwt_error_handlers(jwt):
     @jwt.revoked_token_loader
     def revoked_token(_header, _payload):
         return unauthorized("Token has been revoked")
-
-    @jwt.token_verification_failed_loader
-    def failed_verification(_header, _payload):
-        return unauthorized("Token claims verification failed")
-
-    @jwt.user_lookup_error_loader
-    def unknown_user(_header, _payload):
-        return unauthorized("The token's user no longer exists")

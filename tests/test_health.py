@@ -2,16 +2,23 @@
 
 import time
 
+import pytest
+
 from helpers import closed_port_url, make_app, silent_server
 
 
-def test_health_is_ok_without_touching_anything(database):
-    app = make_app(
+@pytest.fixture
+def everything_down(database):
+    """A client whose PostgreSQL, Redis and RabbitMQ are all unreachable."""
+    return make_app(
         SQLALCHEMY_DATABASE_URI=closed_port_url("postgresql+psycopg2", "/x"),
         REDIS_URL=closed_port_url("redis"),
         RABBITMQ_URL=closed_port_url("amqp"),
-    )
-    response = app.test_client().get("/health")
+    ).test_client()
+
+
+def test_health_is_ok_without_touching_anything(everything_down):
+    response = everything_down.get("/health")
     assert response.status_code == 200
     assert response.json == {"status": "ok"}
 
@@ -22,13 +29,8 @@ def test_ready_when_every_dependency_answers(client):
     assert response.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "rabbitmq": "ok"}}
 
 
-def test_not_ready_names_each_failing_dependency(database):
-    app = make_app(
-        SQLALCHEMY_DATABASE_URI=closed_port_url("postgresql+psycopg2", "/x"),
-        REDIS_URL=closed_port_url("redis"),
-        RABBITMQ_URL=closed_port_url("amqp"),
-    )
-    response = app.test_client().get("/health/ready")
+def test_not_ready_names_each_failing_dependency(everything_down):
+    response = everything_down.get("/health/ready")
     assert response.status_code == 503
     assert response.json["status"] == "failing"
     assert set(response.json["checks"]) == {"database", "redis", "rabbitmq"}
