@@ -10,7 +10,7 @@ from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
 from .config import load_config
 from .errors import register_jwt_error_handlers, register_service_error_handler
-from .extensions import SECURITY_SCHEME, Blueprint, api, cache_redis, db, jwt, migrate
+from .extensions import SECURITY_SCHEME, Blueprint, api, cache_redis, db, jwt, migrate, queue_redis
 from .health import blp as health_blp
 from .log import configure_logging
 from .orders import routes as order_routes
@@ -27,6 +27,7 @@ def create_app(overrides=None):
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     cache_redis.init_app(app)
+    queue_redis.init_app(app)
     jwt.init_app(app)
     jwt.token_in_blocklist_loader(is_revoked)
     register_jwt_error_handlers(jwt)

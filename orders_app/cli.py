@@ -13,8 +13,10 @@ from sqlalchemy.exc import OperationalError
 from .auth.passwords import hash_password
 from .auth.schemas import PASSWORD_LENGTH, LowerCaseEmail
 from .database import create_database_if_missing
+from .events.relay import Relay
 from .extensions import db
 from .health import check_rabbitmq, check_redis
+from .jobs import run_worker
 from .models import User
 from .orders.service import purge_expired_idempotency_keys
 
@@ -96,6 +98,22 @@ def purge_idempotency_keys():
     click.echo(f"Deleted {purge_expired_idempotency_keys()} expired idempotency keys")
 
 
+@click.command("relay")
+@with_appcontext
+def relay():
+    """Publish outbox events to RabbitMQ until SIGTERM/SIGINT."""
+    outbox_relay = Relay()
+    outbox_relay.stop.install()
+    outbox_relay.run()
+
+
+@click.command("worker")
+@with_appcontext
+def worker():
+    """Run an RQ worker (with its scheduler) on the orders queue until SIGTERM/SIGINT."""
+    run_worker()
+
+
 def init_app(app):
-    for command in (prestart, create_admin, purge_idempotency_keys):
+    for command in (prestart, create_admin, purge_idempotency_keys, relay, worker):
         app.cli.add_command(command)

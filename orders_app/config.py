@@ -40,6 +40,15 @@ class Defaults:
     CORS_ORIGINS = ""
     PROCESSING_DELAY_SECONDS = 2.0
     HEALTH_CHECK_TIMEOUT = 2.0
+    # Events and jobs
+    EVENTS_NAMESPACE = ""  # prefix of every RabbitMQ name (tests use their own)
+    RABBITMQ_HEARTBEAT_SECONDS = 30
+    RELAY_BATCH_SIZE = 100
+    RELAY_SWEEP_SECONDS = 5.0
+    CONSUMER_PREFETCH = 20
+    RQ_QUEUE = "orders"
+    JOB_RETRY_INTERVALS = [2, 10, 30]  # seconds before each of the 3 retries
+    RECONNECT_MAX_SECONDS = 30.0
     LOG_LEVEL = "INFO"
 
     MAX_CONTENT_LENGTH = 64 * 1024

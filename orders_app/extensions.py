@@ -92,3 +92,5 @@ migrate = Migrate()
 jwt = JWTManager()
 api = Api()
 cache_redis = FlaskRedis("cache_redis", decode_responses=True)
+# RQ needs bytes: never a client with decode_responses.
+queue_redis = FlaskRedis("queue_redis")

@@ -3,7 +3,9 @@
 import re
 import uuid
 
-from flask import g, has_request_context, request
+from flask import g, request
+
+from .log import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is echoed back and written to logs: accept only a short, plain token.
@@ -17,16 +19,17 @@ DOCS_CSP = (
 )
 
 
-def current_request_id():
-    """The request id of the request being served, or ``None`` outside a request."""
-    return g.get("request_id") if has_request_context() else None
-
-
 def init_app(app):
     @app.before_request
     def assign_request_id():
         sent = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = sent if _VALID_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        g.request_id_token = request_id_var.set(g.request_id)
+
+    @app.teardown_request
+    def forget_request_id(_error):
+        if "request_id_token" in g:
+            request_id_var.reset(g.pop("request_id_token"))
 
     @app.after_request
     def add_headers(response):

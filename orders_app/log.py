@@ -1,16 +1,32 @@
-"""Process-wide logging; every record carries the request id of the request it belongs to."""
+"""Process-wide logging; every record carries the request id of the work it belongs to.
+
+The request id lives in a context variable: set per HTTP request (``http.py``), and per message
+or job by the relay, consumer and worker (``log_context``), so an order can be followed from
+the request that created it to the worker that processed it.
+"""
 
 import logging
-
-from .http import current_request_id
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+@contextmanager
+def log_context(request_id):
+    token = request_id_var.set(request_id or "-")
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record):
         if not hasattr(record, "request_id"):
-            record.request_id = current_request_id() or "-"
+            record.request_id = request_id_var.get()
         return True
 
 

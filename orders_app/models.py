@@ -69,3 +69,23 @@ class IdempotencyKey(db.Model):
     request_hash: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OutboxEvent(db.Model):
+    """An event to publish; ``published_at`` is set once the broker confirmed it."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# The relay's work list: unpublished events, oldest first.
+Index(
+    "ix_outbox_events_unpublished",
+    OutboxEvent.created_at,
+    postgresql_where=OutboxEvent.published_at.is_(None),
+)

@@ -1,6 +1,6 @@
 """Order endpoints: thin HTTP wrappers around ``service``."""
 
-from flask import request, url_for
+from flask import g, request, url_for
 from flask.views import MethodView
 
 from ..auth.identity import current_viewer
@@ -31,6 +31,7 @@ class Orders(MethodView):
             data["items"],
             claimed_total=data.get("total_price"),
             idempotency_key=headers.get("idempotency_key"),
+            request_id=g.request_id,
         )
         response_headers = {"Location": url_for("orders.Order", order_id=order.id)}
         if not created:

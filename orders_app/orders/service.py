@@ -8,10 +8,11 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from ..errors import ServiceError
+from ..events.outbox import add_new_order_event
 from ..extensions import db
 from ..models import IdempotencyKey, Order, OrderStatus
 from . import cache
@@ -70,8 +71,8 @@ def order_total(items):
     return sum((item["price"] * item["quantity"] for item in items), Decimal("0.00"))
 
 
-def create_order(viewer, items, claimed_total=None, idempotency_key=None):
-    """Create an order; return ``(order, created)``.
+def create_order(viewer, items, claimed_total=None, idempotency_key=None, request_id=None):
+    """Create an order and its ``new_order`` event in one transaction; return ``(order, created)``.
 
     With an ``idempotency_key`` the same key from the same user within 24 hours returns the order
     it created first (``created`` False) and creates nothing; the key with another body is a 422.
@@ -90,14 +91,14 @@ def create_order(viewer, items, claimed_total=None, idempotency_key=None):
     order = Order(user_id=viewer.user_id, items=stored_items, total_price=total, status=OrderStatus.PENDING)
     db.session.add(order)
     db.session.flush()
-    if idempotency_key is None or _claim_key(
-        viewer.user_id, idempotency_key, _request_hash(stored_items), order
-    ):
+    request_hash = _request_hash(stored_items)
+    if idempotency_key is None or _claim_key(viewer.user_id, idempotency_key, request_hash, order):
+        add_new_order_event(order, request_id)
         db.session.commit()
         return order, True
 
     db.session.rollback()  # another request with this key got there first
-    return _replay(viewer.user_id, idempotency_key, _request_hash(stored_items)), False
+    return _replay(viewer.user_id, idempotency_key, request_hash), False
 
 
 def _request_hash(stored_items):
@@ -166,6 +167,28 @@ def change_status(viewer, order_id, status, precondition=None):
     db.session.commit()
     cache.store(order)
     return order
+
+
+def mark_processed(order_id):
+    """Set ``processed_at`` unless already set; return ``(order, processed_now)``.
+
+    A repeated run changes nothing. A new state is written through to the cache.
+    """
+    order = db.session.scalar(
+        update(Order)
+        .where(Order.id == order_id, Order.processed_at.is_(None))
+        .values(processed_at=func.now())
+        .returning(Order)
+    )
+    processed_now = order is not None
+    if not processed_now:
+        order = db.session.get(Order, order_id)
+        if order is None:
+            raise LookupError(f"Order {order_id} does not exist")
+    db.session.commit()
+    if processed_now:
+        cache.store(order)
+    return order, processed_now
 
 
 def list_orders(viewer, owner_id, status=None, offset=0, limit=20):

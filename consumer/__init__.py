@@ -1,0 +1,1 @@
+"""``python -m consumer``: turns ``new_order`` events into RQ jobs."""

@@ -1,0 +1,36 @@
+"""The ``new_order`` event: the message body the relay publishes and the consumer validates."""
+
+import uuid
+
+from marshmallow import Schema, fields, validate
+
+from ..orders.schemas import Money
+from .topology import NEW_ORDER
+
+
+class NewOrderEventSchema(Schema):
+    event = fields.String(required=True, validate=validate.Equal(NEW_ORDER))
+    event_id = fields.UUID(required=True)
+    order_id = fields.UUID(required=True)
+    user_id = fields.Integer(required=True, strict=True)
+    total_price = Money(required=True)
+    created_at = fields.AwareDateTime(required=True)
+    request_id = fields.String(required=True, allow_none=True)
+
+
+schema = NewOrderEventSchema()
+
+
+def new_order_event(order, request_id):
+    """The event body announcing ``order``, as JSON-ready data."""
+    return schema.dump(
+        {
+            "event": NEW_ORDER,
+            "event_id": uuid.uuid4(),
+            "order_id": order.id,
+            "user_id": order.user_id,
+            "total_price": order.total_price,
+            "created_at": order.created_at,
+            "request_id": request_id,
+        }
+    )

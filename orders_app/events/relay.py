@@ -1,0 +1,113 @@
+"""The relay: moves committed outbox events to RabbitMQ.
+
+Wakes on PostgreSQL ``NOTIFY`` (events leave within milliseconds) and sweeps on a timer too (a
+missed notification never loses an event). Each batch is claimed with ``FOR UPDATE SKIP LOCKED``,
+so several relays share the work without doing any twice, and an event is marked published
+only after the broker confirmed it. Delivery is at least once: a crash between the confirm and
+the commit publishes that event again, and the consumer side is idempotent.
+"""
+
+import json
+import logging
+from contextlib import closing
+
+import pika
+import psycopg2
+from flask import current_app
+from pika.exceptions import AMQPError
+from psycopg2 import sql
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..extensions import db
+from ..lifecycle import Backoff, GracefulStop
+from ..log import log_context
+from ..models import OutboxEvent
+from .outbox import NOTIFY_CHANNEL
+from .topology import Topology, connect
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    def __init__(self, stop=None):
+        config = current_app.config
+        self.config = config
+        self.topology = Topology.from_config(config)
+        self.batch_size = config["RELAY_BATCH_SIZE"]
+        self.sweep_seconds = config["RELAY_SWEEP_SECONDS"]
+        self.stop = stop or GracefulStop()
+        self.backoff = Backoff(maximum=config["RECONNECT_MAX_SECONDS"])
+
+    def run(self):
+        """Publish until stopped; ride out outages of PostgreSQL and RabbitMQ. Needs an app context."""
+        while not self.stop.requested:
+            try:
+                self._serve()
+            except (SQLAlchemyError, psycopg2.Error, AMQPError, OSError) as error:
+                db.session.rollback()
+                delay = self.backoff.next_delay()
+                log.warning("Relay cannot reach a dependency (%r); retrying in %.1f s", error, delay)
+                self.stop.wait(delay)
+            finally:
+                db.session.remove()
+        log.info("Relay stopped")
+
+    def _serve(self):
+        with closing(self._listen()) as listener, closing(connect(self.config)) as connection:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            self.topology.declare(channel)
+            self.backoff.reset()
+            log.info("Relay publishing to exchange %s", self.topology.exchange)
+            while not self.stop.requested:
+                while self.publish_batch(channel) == self.batch_size and not self.stop.requested:
+                    pass
+                if self.stop.wait(self.sweep_seconds, listener):
+                    listener.poll()
+                    listener.notifies.clear()
+                connection.process_data_events()  # answer the broker's heartbeats
+
+    def _listen(self):
+        """A dedicated autocommit PostgreSQL session that receives the outbox notifications."""
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        listener = psycopg2.connect(url, connect_timeout=5)
+        listener.autocommit = True
+        listener.cursor().execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
+        return listener
+
+    def publish_batch(self, channel):
+        """Publish up to one batch of pending events; return how many were claimed."""
+        events = db.session.scalars(
+            select(OutboxEvent)
+            .where(OutboxEvent.published_at.is_(None))
+            .order_by(OutboxEvent.created_at)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        ).all()
+        try:
+            for event in events:
+                self._publish(channel, event)
+                event.published_at = func.clock_timestamp()
+        finally:
+            db.session.commit()  # what the broker confirmed is marked; the rest is unlocked
+        return len(events)
+
+    def _publish(self, channel, event):
+        """Publish one event and wait for the broker's confirm (raises if nacked or unroutable)."""
+        with log_context(event.payload.get("request_id")):
+            channel.basic_publish(
+                exchange=self.topology.exchange,
+                routing_key=event.event_type,
+                body=json.dumps(event.payload).encode(),
+                properties=pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    type=event.event_type,
+                    message_id=str(event.id),
+                ),
+                mandatory=True,
+            )
+            log.info(
+                "Published %s event %s for order %s", event.event_type, event.id, event.payload["order_id"]
+            )

@@ -1,0 +1,50 @@
+"""RabbitMQ names and their declarations, shared by the relay and the consumer.
+
+Whoever connects declares everything (idempotently): durable topic exchange ``orders``; durable
+queue ``new_order`` bound by ``new_order``, dead-lettering to ``orders.dlx`` -> ``new_order.dead``.
+``EVENTS_NAMESPACE`` prefixes every name so tests never touch a running stack's.
+"""
+
+from dataclasses import dataclass
+
+import pika
+
+NEW_ORDER = "new_order"  # the event type, its routing key and (unprefixed) its queue
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchange: str
+    queue: str
+    dead_letter_exchange: str
+    dead_letter_queue: str
+    routing_key: str = NEW_ORDER
+
+    @classmethod
+    def from_config(cls, config):
+        prefix = config["EVENTS_NAMESPACE"]
+        return cls(
+            exchange=f"{prefix}orders",
+            queue=f"{prefix}{NEW_ORDER}",
+            dead_letter_exchange=f"{prefix}orders.dlx",
+            dead_letter_queue=f"{prefix}{NEW_ORDER}.dead",
+        )
+
+    def declare(self, channel):
+        channel.exchange_declare(self.dead_letter_exchange, exchange_type="topic", durable=True)
+        channel.queue_declare(self.dead_letter_queue, durable=True)
+        channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange, routing_key=self.routing_key)
+        channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+        channel.queue_declare(
+            self.queue, durable=True, arguments={"x-dead-letter-exchange": self.dead_letter_exchange}
+        )
+        channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
+
+
+def connect(config):
+    """A blocking connection to ``RABBITMQ_URL``; failing fast, so callers can back off."""
+    parameters = pika.URLParameters(config["RABBITMQ_URL"])
+    parameters.heartbeat = config["RABBITMQ_HEARTBEAT_SECONDS"]
+    parameters.blocked_connection_timeout = parameters.socket_timeout = 10
+    parameters.connection_attempts = 1
+    return pika.BlockingConnection(parameters)

@@ -1,0 +1,80 @@
+"""Background processing on RQ: the ``process_order`` job, its enqueueing and the worker."""
+
+import logging
+import time
+
+import redis
+from flask import current_app
+from rq import Queue, Retry, Worker, get_current_job
+
+from .extensions import db
+from .lifecycle import Backoff, GracefulStop
+from .log import log_context
+from .orders.service import mark_processed
+
+log = logging.getLogger(__name__)
+
+
+def job_id(order_id):
+    """RQ job ids allow letters, digits, ``_`` and ``-`` only; a UUID's hex form fits."""
+    return f"process-order-{order_id}"
+
+
+def enqueue_process_order(connection, order_id, request_id):
+    """Enqueue the order's job once: raises ``rq.exceptions.DuplicateJobError`` if it exists."""
+    config = current_app.config
+    return Queue(config["RQ_QUEUE"], connection=connection).enqueue(
+        process_order,
+        str(order_id),
+        job_id=job_id(order_id),
+        unique=True,
+        retry=Retry(max=3, interval=config["JOB_RETRY_INTERVALS"]),
+        meta={"request_id": request_id},
+    )
+
+
+def process_order(order_id):
+    """Process an order: takes ``PROCESSING_DELAY_SECONDS``, then sets ``processed_at`` once."""
+    job = get_current_job()
+    with log_context(job.meta.get("request_id") if job else None):
+        log.info("Processing order %s", order_id)
+        time.sleep(current_app.config["PROCESSING_DELAY_SECONDS"])
+        order, processed_now = mark_processed(order_id)
+        if processed_now:
+            print(f"Order {order_id} processed", flush=True)
+        else:
+            log.info("Order %s was already processed at %s: nothing to do", order_id, order.processed_at)
+
+
+class OrdersWorker(Worker):
+    """RQ's forking worker, in the app context of ``flask worker``."""
+
+    stop_signalled = False
+
+    def main_work_horse(self, job, queue):
+        db.engine.dispose(close=False)  # never share the parent's database connections
+        super().main_work_horse(job, queue)
+
+    def request_stop(self, signum, frame):
+        self.stop_signalled = True
+        super().request_stop(signum, frame)
+
+
+def run_worker():
+    """Run an RQ worker (with the scheduler, for retries) until SIGTERM/SIGINT; outlive Redis outages."""
+    config = current_app.config
+    stop, backoff = GracefulStop(), Backoff(maximum=config["RECONNECT_MAX_SECONDS"])
+    while not stop.requested:
+        # No socket timeout: the worker blocks on BLPOP for minutes at a time.
+        worker = OrdersWorker([config["RQ_QUEUE"]], connection=redis.Redis.from_url(config["REDIS_URL"]))
+        try:
+            worker.work(with_scheduler=True)
+        except redis.RedisError as error:
+            log.warning("Worker lost Redis: %r", error)
+        if worker.stop_signalled:
+            break
+        stop.install()  # between two workers, a signal stops the loop
+        delay = backoff.next_delay()
+        log.warning("Worker stopped unexpectedly; starting a new one in %.1f s", delay)
+        stop.wait(delay)
+    log.info("Worker stopped")

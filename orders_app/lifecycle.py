@@ -1,0 +1,59 @@
+"""What every long-running process needs: a graceful stop and patient reconnecting."""
+
+import contextlib
+import logging
+import os
+import random
+import select
+import signal
+
+log = logging.getLogger(__name__)
+
+
+class GracefulStop:
+    """Set by SIGTERM/SIGINT (or ``request()``); ``wait`` sleeps until then, or until a socket is readable.
+
+    A pipe makes the stop wake any ``select`` at once, so a process never sleeps through it.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._read_end, self._write_end = os.pipe()
+        os.set_blocking(self._write_end, False)
+
+    def install(self):
+        """Route SIGTERM and SIGINT here (main thread only)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, _frame):
+        log.info("Received %s: stopping after the work in hand", signal.Signals(signum).name)
+        self.request()
+
+    def request(self):
+        self.requested = True
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is already pending
+            os.write(self._write_end, b"!")
+
+    def wait(self, timeout, *readers):
+        """Sleep up to ``timeout`` seconds; return the ``readers`` that became readable."""
+        if self.requested:
+            return []
+        readable, _, _ = select.select([self._read_end, *readers], [], [], timeout)
+        return [reader for reader in readable if reader is not self._read_end]
+
+
+class Backoff:
+    """Exponential delays with jitter between reconnection attempts, reset after a success."""
+
+    def __init__(self, initial=0.5, maximum=30.0):
+        self.initial, self.maximum = initial, maximum
+        self.reset()
+
+    def reset(self):
+        self._next = self.initial
+
+    def next_delay(self):
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay * random.uniform(0.8, 1.2)
