@@ -19,7 +19,7 @@ from orders_app.events.messages import schema as event_schema
 from orders_app.events.topology import Topology, connect
 from orders_app.extensions import queue_redis
 from orders_app.jobs import enqueue_process_order
-from orders_app.lifecycle import Backoff, GracefulStop
+from orders_app.lifecycle import Backoff, GracefulStop, keep_serving
 from orders_app.log import log_context
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,9 @@ class Consumer:
 
     def run(self):
         """Consume until stopped; ride out outages of RabbitMQ and Redis. Needs an app context."""
-        while not self.stop.requested:
-            try:
-                self._consume()
-            except (AMQPError, redis.RedisError, OSError) as error:
-                delay = self.backoff.next_delay()
-                log.warning("Consumer cannot reach a dependency (%r); retrying in %.1f s", error, delay)
-                self.stop.wait(delay)
-        log.info("Consumer stopped")
+        keep_serving(
+            "Consumer", self._consume, self.stop, self.backoff, (AMQPError, redis.RedisError, OSError)
+        )
 
     def _consume(self):
         connection = connect(self.config)

@@ -57,3 +57,22 @@ class Backoff:
         delay = self._next
         self._next = min(self._next * 2, self.maximum)
         return delay * random.uniform(0.8, 1.2)
+
+
+def keep_serving(name, serve, stop, backoff, failures):
+    """Call ``serve`` until ``stop`` is requested; when it fails with one of ``failures`` (a
+    dependency went away), log, back off and call it again. Never exits because of an outage."""
+    while not stop.requested:
+        try:
+            serve()
+        except failures as error:
+            delay = backoff.next_delay()
+            log.warning(
+                "%s cannot reach a dependency (%s: %s); retrying in %.1f s",
+                name,
+                type(error).__name__,
+                error,
+                delay,
+            )
+            stop.wait(delay)
+    log.info("%s stopped", name)

@@ -30,12 +30,16 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _Handler(logging.StreamHandler):
+    """The service's handler on the root logger (told apart so it is installed once)."""
+
+
 def configure_logging(level):
-    handler = logging.StreamHandler()
+    handler = _Handler()
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Handler)] + [handler]
     root.setLevel(level)
     # pika narrates every connection step at INFO.
     logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))

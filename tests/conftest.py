@@ -7,6 +7,7 @@ emptied after it. Nothing touches the data of a running stack.
 
 import os
 
+import pika
 import pytest
 import redis
 from flask_migrate import upgrade
@@ -14,9 +15,20 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from orders_app.database import create_database_if_missing
+from orders_app.events.topology import Topology
 from orders_app.extensions import db
 
-from helpers import PASSWORD, TEST_DATABASE_URL, TEST_REDIS_URL, bearer, login, make_app, register
+from helpers import (
+    PASSWORD,
+    TEST_DATABASE_URL,
+    TEST_EVENTS_NAMESPACE,
+    TEST_RABBITMQ_URL,
+    TEST_REDIS_URL,
+    bearer,
+    login,
+    make_app,
+    register,
+)
 
 # A developer's .env must not leak into the tests (test_config enables it where it is tested).
 os.environ["PYTHON_DOTENV_DISABLED"] = "1"
@@ -48,6 +60,25 @@ def database(migrated_database):
         connection.execute(text(f"TRUNCATE {', '.join(db.metadata.tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def topology():
+    return Topology.from_config({"EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE})
+
+
+@pytest.fixture
+def broker(topology):
+    """A channel on the test RabbitMQ names, declared and empty before and after the test."""
+    connection = pika.BlockingConnection(pika.URLParameters(TEST_RABBITMQ_URL))
+    channel = connection.channel()
+    topology.declare(channel)
+    for queue in (topology.queue, topology.dead_letter_queue):
+        channel.queue_purge(queue)
+    yield channel
+    for queue in (topology.queue, topology.dead_letter_queue):
+        channel.queue_purge(queue)
+    connection.close()
 
 
 @pytest.fixture

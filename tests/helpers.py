@@ -1,9 +1,12 @@
 """Plain helpers and settings shared by the tests."""
 
 import base64
+import contextlib
 import json
 import os
 import socket
+import threading
+import time
 from contextlib import contextmanager
 
 import jwt
@@ -17,6 +20,7 @@ TEST_DATABASE_URL = psycopg2_url(
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+TEST_EVENTS_NAMESPACE = "test."
 PASSWORD = "correct horse battery"
 
 
@@ -36,6 +40,9 @@ def make_app(**overrides):
         "RABBITMQ_URL": TEST_RABBITMQ_URL,
         "JWT_SECRET_KEY": TEST_SECRET,
         "HEALTH_CHECK_TIMEOUT": 1.0,
+        "EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
+        "PROCESSING_DELAY_SECONDS": 0,
+        "RECONNECT_MAX_SECONDS": 1.0,
         # Cheap hashing keeps the suite fast; test_auth checks the production defaults.
         "PASSWORD_HASH_TIME_COST": 1,
         "PASSWORD_HASH_MEMORY_COST": 1024,
@@ -87,3 +94,77 @@ def place_order(client, headers, items=None, **extra_headers):
     response = client.post("/orders/", json=body, headers={**headers, **extra_headers})
     assert response.status_code == 201, response.json
     return response.json
+
+
+def wait_for(condition, timeout=15.0, interval=0.05, message="condition"):
+    """Poll ``condition`` until it returns something truthy; return that, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout} s waiting for {message}")
+
+
+class TcpProxy:
+    """A local port forwarding to a real service that a test can close and open again.
+
+    Closed, its port refuses connections and the open ones are cut: the service went away.
+    """
+
+    def __init__(self, target_port):
+        self.target = ("127.0.0.1", target_port)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._server = None
+        self._connections = []
+        self._lock = threading.Lock()
+
+    def start(self):
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
+        return self
+
+    def stop(self):
+        with self._lock:
+            sockets, self._connections = [self._server, *self._connections], []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, server):
+        while True:
+            try:
+                client, _ = server.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                return
+            with self._lock:
+                self._connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def drain(channel, queue):
+    """Take every ready message off ``queue``: a list of ``(properties, body)``."""
+    messages = []
+    while True:
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            return messages
+        messages.append((properties, body))
+
+
+def ready_count(channel, queue):
+    return channel.queue_declare(queue, passive=True).method.message_count

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
-from ..lifecycle import Backoff, GracefulStop
+from ..lifecycle import Backoff, GracefulStop, keep_serving
 from ..log import log_context
 from ..models import OutboxEvent
 from .outbox import NOTIFY_CHANNEL
@@ -41,19 +41,16 @@ class Relay:
 
     def run(self):
         """Publish until stopped; ride out outages of PostgreSQL and RabbitMQ. Needs an app context."""
-        while not self.stop.requested:
-            try:
-                self._serve()
-            except (SQLAlchemyError, psycopg2.Error, AMQPError, OSError) as error:
-                db.session.rollback()
-                delay = self.backoff.next_delay()
-                log.warning("Relay cannot reach a dependency (%r); retrying in %.1f s", error, delay)
-                self.stop.wait(delay)
-            finally:
-                db.session.remove()
-        log.info("Relay stopped")
+        failures = (SQLAlchemyError, psycopg2.Error, AMQPError, OSError)
+        keep_serving("Relay", self._serve, self.stop, self.backoff, failures)
 
     def _serve(self):
+        try:
+            self._publish_until_stopped()
+        finally:
+            db.session.remove()  # after a failure: roll back, return the connection
+
+    def _publish_until_stopped(self):
         with closing(self._listen()) as listener, closing(connect(self.config)) as connection:
             channel = connection.channel()
             channel.confirm_delivery()

@@ -1,0 +1,164 @@
+"""SPEC 5: the pika consumer, against real RabbitMQ and Redis."""
+
+import json
+import threading
+import uuid
+from contextlib import contextmanager
+
+import pika
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+
+from consumer.consumer import Consumer
+from orders_app.jobs import job_id
+from orders_app.lifecycle import GracefulStop
+
+from helpers import TEST_REDIS_URL, TcpProxy, make_app, place_order, ready_count, wait_for
+
+REDIS_PORT = 6379
+
+
+@contextmanager
+def running_consumer(**overrides):
+    """A consumer running in a thread of this process, stopped (gracefully) on exit."""
+    app, stop = make_app(**overrides), GracefulStop()
+
+    def run():
+        with app.app_context():
+            Consumer(stop).run()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.request()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the consumer did not stop"
+
+
+@pytest.fixture
+def rq_redis():
+    return Redis.from_url(TEST_REDIS_URL)
+
+
+def event_for(order, request_id="req-consumer"):
+    return {
+        "event": "new_order",
+        "event_id": str(uuid.uuid4()),
+        "order_id": order["id"],
+        "user_id": order["user_id"],
+        "total_price": order["total_price"],
+        "created_at": order["created_at"],
+        "request_id": request_id,
+    }
+
+
+def publish(channel, topology, body):
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    channel.basic_publish(
+        topology.exchange,
+        topology.routing_key,
+        body,
+        pika.BasicProperties(content_type="application/json", delivery_mode=2),
+    )
+
+
+def jobs_in(rq_redis):
+    return Queue("orders", connection=rq_redis).job_ids
+
+
+def test_an_event_becomes_one_unique_rq_job_then_is_acked(client, alice, broker, topology, rq_redis):
+    order = place_order(client, alice["headers"])
+    publish(broker, topology, event_for(order))
+    with running_consumer():
+        wait_for(lambda: jobs_in(rq_redis), message="the job")
+    assert jobs_in(rq_redis) == [f"process-order-{order['id']}"]
+    job = Job.fetch(job_id(order["id"]), connection=rq_redis)
+    assert job.func_name == "orders_app.jobs.process_order"
+    assert job.args == (order["id"],)
+    assert job.meta["request_id"] == "req-consumer"
+    assert job.retries_left == 3
+    assert job.retry_intervals == [2, 10, 30]  # growing
+    assert ready_count(broker, topology.queue) == 0  # acked, and the consumer has stopped
+
+
+def test_a_redelivered_event_makes_no_second_job_and_one_processing(
+    app, client, alice, broker, topology, rq_redis, capfd
+):
+    order = place_order(client, alice["headers"])
+    event = event_for(order)
+    publish(broker, topology, event)
+    publish(broker, topology, event)  # the same event, delivered twice
+    with running_consumer():
+        wait_for(
+            lambda: ready_count(broker, topology.queue) == 0 and jobs_in(rq_redis), message="both handled"
+        )
+    assert jobs_in(rq_redis) == [job_id(order["id"])]
+    with app.app_context():
+        SimpleWorker(["orders"], connection=rq_redis).work(burst=True)
+    assert capfd.readouterr().out.count(f"Order {order['id']} processed") == 1
+    assert client.get(f"/orders/{order['id']}/", headers=alice["headers"]).json["processed_at"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b"{}",
+        {"event": "order_deleted"},
+        "event_for",  # a valid event with one bad field, below
+    ],
+)
+def test_malformed_messages_are_dead_lettered_and_make_no_job(
+    client, alice, broker, topology, rq_redis, body
+):
+    if body == "event_for":
+        body = {**event_for(place_order(client, alice["headers"])), "order_id": "not-a-uuid"}
+    publish(broker, topology, body)
+    with running_consumer():
+        wait_for(lambda: ready_count(broker, topology.dead_letter_queue) == 1, message="the dead letter")
+    assert ready_count(broker, topology.queue) == 0
+    assert jobs_in(rq_redis) == []
+
+
+def test_redis_down_leaves_the_message_unacked_until_redis_is_back(
+    client, alice, broker, topology, rq_redis, caplog
+):
+    order = place_order(client, alice["headers"])
+    redis_proxy = TcpProxy(REDIS_PORT)  # closed: Redis is unreachable for the consumer
+    publish(broker, topology, event_for(order))
+    with running_consumer(REDIS_URL=f"redis://127.0.0.1:{redis_proxy.port}/15"):
+        # The consumer takes the message, cannot enqueue, and gives it back: never acked.
+        wait_for(
+            lambda: "ConnectionError" in caplog.text and ready_count(broker, topology.queue) == 1,
+            message="a failed enqueue and the message back in the queue",
+        )
+        assert jobs_in(rq_redis) == []
+        redis_proxy.start()
+        try:
+            wait_for(lambda: jobs_in(rq_redis), message="the job once Redis is back")
+        finally:
+            redis_proxy.stop()
+    assert jobs_in(rq_redis) == [job_id(order["id"])]
+    assert ready_count(broker, topology.queue) == 0
+
+
+def test_the_consumer_reconnects_after_the_broker_goes_away(client, alice, broker, topology, rq_redis):
+    broker_proxy = TcpProxy(5672).start()
+    first, second = place_order(client, alice["headers"]), place_order(client, alice["headers"])
+    with running_consumer(RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:{broker_proxy.port}/%2F"):
+        publish(broker, topology, event_for(first))
+        wait_for(lambda: job_id(first["id"]) in jobs_in(rq_redis), message="the first job")
+        broker_proxy.stop()  # the broker "restarts": connections cut, port closed
+        publish(broker, topology, event_for(second))
+        broker_proxy.start()
+        try:
+            wait_for(lambda: job_id(second["id"]) in jobs_in(rq_redis), message="the job after reconnecting")
+        finally:
+            broker_proxy.stop()

@@ -1,0 +1,123 @@
+"""SPEC 5 end to end: the real processes (gunicorn web, relay, consumer, RQ worker) on the test
+database, Redis db and RabbitMQ names; an order goes in over HTTP and comes out processed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from urllib.error import HTTPError
+
+import pytest
+from redis import Redis
+from rq import Worker
+
+from helpers import (
+    PASSWORD,
+    TEST_DATABASE_URL,
+    TEST_EVENTS_NAMESPACE,
+    TEST_RABBITMQ_URL,
+    TEST_REDIS_URL,
+    TEST_SECRET,
+    closed_port_url,
+    wait_for,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROCESSES = {
+    "web": ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+    "relay": [sys.executable, "-m", "flask", "--app", "orders_app", "relay"],
+    "consumer": [sys.executable, "-m", "consumer"],
+    "worker": [sys.executable, "-m", "flask", "--app", "orders_app", "worker"],
+}
+
+
+class Stack:
+    def __init__(self, base_url, logs):
+        self.base_url, self.logs = base_url, logs
+
+    def call(self, method, path, body=None, form=None, headers=None):
+        """One HTTP request: a JSON ``body`` or a ``form``; returns ``(status, decoded JSON)``."""
+        headers, data = dict(headers or {}), None
+        if body is not None:
+            headers["Content-Type"], data = "application/json", json.dumps(body).encode()
+        elif form is not None:
+            data = urllib.parse.urlencode(form).encode()  # urllib sends it as a form
+        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def log(self, name):
+        return self.logs[name].read_text()
+
+    def ready(self):
+        try:
+            return self.call("GET", "/health/ready")[0] == 200
+        except OSError:  # not listening yet
+            return False
+
+
+@pytest.fixture
+def stack(database, broker, tmp_path):
+    port = int(closed_port_url("http").rsplit(":", 1)[1])
+    env = {
+        **os.environ,
+        "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+        "PYTHON_DOTENV_DISABLED": "1",
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "REDIS_URL": TEST_REDIS_URL,
+        "RABBITMQ_URL": TEST_RABBITMQ_URL,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "PROCESSING_DELAY_SECONDS": "0",
+        "FLASK_EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
+        "FLASK_PASSWORD_HASH_TIME_COST": "1",
+        "FLASK_PASSWORD_HASH_MEMORY_COST": "1024",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+    }
+    logs = {name: tmp_path / f"{name}.log" for name in PROCESSES}
+    processes = {
+        name: subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT
+        )
+        for name, command in PROCESSES.items()
+    }
+    stack = Stack(f"http://127.0.0.1:{port}", logs)
+    try:
+        wait_for(stack.ready, message="the web process")
+        wait_for(lambda: "Relay publishing" in stack.log("relay"), message="the relay")
+        wait_for(lambda: "Consuming queue" in stack.log("consumer"), message="the consumer")
+        wait_for(lambda: Worker.all(connection=Redis.from_url(TEST_REDIS_URL)), message="the worker")
+        yield stack
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        exit_codes = {name: process.wait(timeout=30) for name, process in processes.items()}
+    assert exit_codes == dict.fromkeys(PROCESSES, 0), {name: stack.log(name)[-2000:] for name in PROCESSES}
+
+
+def test_an_order_posted_over_http_is_processed_by_the_pipeline(stack):
+    assert stack.call("POST", "/register/", {"email": "e2e@example.com", "password": PASSWORD})[0] == 201
+    status, tokens = stack.call("POST", "/token", form={"username": "e2e@example.com", "password": PASSWORD})
+    assert status == 200
+    auth = {"Authorization": f"Bearer {tokens['access_token']}", "X-Request-ID": "e2e-request-1"}
+    items = [{"name": "Tea", "quantity": 3, "price": "2.50"}]
+    status, order = stack.call("POST", "/orders/", {"items": items}, headers=auth)
+    assert status == 201
+    assert order["processed_at"] is None
+
+    def processed():
+        return stack.call("GET", f"/orders/{order['id']}/", headers=auth)[1]["processed_at"]
+
+    wait_for(processed, timeout=20, message="processed_at")
+    assert f"Order {order['id']} processed" in stack.log("worker")
+    for stage in ("relay", "consumer", "worker"):  # every stage logs the order and its request
+        lines = [
+            line for line in stack.log(stage).splitlines() if order["id"] in line and "e2e-request-1" in line
+        ]
+        assert lines, f"{stage} logged nothing about order {order['id']} with its request id"
