@@ -24,12 +24,16 @@ TEST_EVENTS_NAMESPACE = "test."
 PASSWORD = "correct horse battery"
 
 
-def closed_port_url(scheme, path=""):
-    """A URL on a local port where nothing listens: a dependency that is down."""
+def free_port():
+    """A local port where nothing listens (now)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"{scheme}://127.0.0.1:{port}{path}"
+        return probe.getsockname()[1]
+
+
+def closed_port_url(scheme, path=""):
+    """A URL on a local port where nothing listens: a dependency that is down."""
+    return f"{scheme}://127.0.0.1:{free_port()}{path}"
 
 
 def make_app(**overrides):
@@ -115,9 +119,7 @@ class TcpProxy:
 
     def __init__(self, target_port):
         self.target = ("127.0.0.1", target_port)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self._server = None
         self._connections = []
         self._lock = threading.Lock()

@@ -1,7 +1,12 @@
 """SPEC 5: the process_order job on RQ, against real PostgreSQL and Redis."""
 
+import json
+import os
 import re
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -16,7 +21,7 @@ from orders_app.extensions import db
 from orders_app.jobs import enqueue_process_order, job_id
 from orders_app.models import Order
 
-from helpers import TEST_REDIS_URL, make_app, place_order
+from helpers import TEST_REDIS_URL, free_port, make_app, place_order, wait_for
 
 
 @pytest.fixture
@@ -109,3 +114,39 @@ def test_the_job_id_is_a_legal_rq_id():
     order_id = uuid.uuid4()
     assert job_id(order_id) == f"process-order-{order_id}"
     assert re.fullmatch(r"[A-Za-z0-9_-]+", job_id(order_id))
+
+
+def test_failed_jobs_are_visible_in_rq_dashboard(database, rq_redis):
+    app = make_app(JOB_RETRY_INTERVALS=[0, 0, 0])
+    order_id = uuid.uuid4()
+    enqueue(app, rq_redis, order_id)
+    run_jobs(app, rq_redis)
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [
+            os.path.join(os.path.dirname(sys.executable), "rq-dashboard"),
+            "--redis-url",
+            TEST_REDIS_URL,
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/0/data/jobs/orders/failed/8/asc/1.json"
+        page = wait_for(lambda: _get_json(url), message="rq-dashboard")
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=10)
+    [failed] = page["jobs"]
+    assert failed["id"] == job_id(order_id)
+    assert "does not exist" in failed["exc_info"]
+
+
+def _get_json(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None

@@ -21,7 +21,7 @@ from helpers import (
     TEST_RABBITMQ_URL,
     TEST_REDIS_URL,
     TEST_SECRET,
-    closed_port_url,
+    free_port,
     wait_for,
 )
 
@@ -64,7 +64,7 @@ class Stack:
 
 @pytest.fixture
 def stack(database, broker, tmp_path):
-    port = int(closed_port_url("http").rsplit(":", 1)[1])
+    port = free_port()
     env = {
         **os.environ,
         "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
