@@ -7,12 +7,17 @@ import os
 import socket
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 
 import jwt
+import pika
+from sqlalchemy import func, select, text
 
 from orders_app import create_app
 from orders_app.config import psycopg2_url
+from orders_app.extensions import db
+from orders_app.models import OutboxEvent
 
 TEST_DATABASE_URL = psycopg2_url(
     os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/orders_test")
@@ -115,11 +120,13 @@ class TcpProxy:
     """A local port forwarding to a real service that a test can close and open again.
 
     Closed, its port refuses connections and the open ones are cut: the service went away.
+    With ``latency`` (seconds) every chunk sent to the service is held that long: a slow service.
     """
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, latency=0.0):
         self.target = ("127.0.0.1", target_port)
         self.port = free_port()
+        self.latency = latency
         self._server = None
         self._connections = []
         self._lock = threading.Lock()
@@ -146,13 +153,14 @@ class TcpProxy:
                 return
             with self._lock:
                 self._connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, latency in ((client, upstream, self.latency), (upstream, client, 0)):
+                threading.Thread(target=self._pump, args=(source, sink, latency), daemon=True).start()
 
     @staticmethod
-    def _pump(source, sink):
+    def _pump(source, sink, latency):
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                time.sleep(latency)
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
@@ -170,3 +178,48 @@ def drain(channel, queue):
 
 def ready_count(channel, queue):
     return channel.queue_declare(queue, passive=True).method.message_count
+
+
+def event_for(order, request_id="req-consumer"):
+    return {
+        "event": "new_order",
+        "event_id": str(uuid.uuid4()),
+        "order_id": order["id"],
+        "user_id": order["user_id"],
+        "total_price": order["total_price"],
+        "created_at": order["created_at"],
+        "request_id": request_id,
+    }
+
+
+def publish(channel, topology, body):
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    channel.basic_publish(
+        topology.exchange,
+        topology.routing_key,
+        body,
+        pika.BasicProperties(content_type="application/json", delivery_mode=2),
+    )
+
+
+def unpublished(app):
+    with app.app_context():
+        return db.session.scalar(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+        )
+
+
+def add_outbox_rows(app, count):
+    """``count`` pending events, written in one statement (the relay does not read their payload)."""
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO outbox_events (id, event_type, payload) "
+                "SELECT gen_random_uuid(), 'new_order', jsonb_build_object('order_id', n) "
+                "FROM generate_series(1, :count) AS n"
+            ),
+            {"count": count},
+        )
+        db.session.commit()
+        return {str(i) for i in db.session.scalars(select(OutboxEvent.id))}

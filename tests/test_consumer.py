@@ -1,11 +1,8 @@
 """SPEC 5: the pika consumer, against real RabbitMQ and Redis."""
 
-import json
 import threading
-import uuid
 from contextlib import contextmanager
 
-import pika
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -15,7 +12,7 @@ from consumer.consumer import Consumer
 from orders_app.jobs import job_id
 from orders_app.lifecycle import GracefulStop
 
-from helpers import TEST_REDIS_URL, TcpProxy, make_app, place_order, ready_count, wait_for
+from helpers import TEST_REDIS_URL, TcpProxy, event_for, make_app, place_order, publish, ready_count, wait_for
 
 REDIS_PORT = 6379
 
@@ -42,29 +39,6 @@ def running_consumer(**overrides):
 @pytest.fixture
 def rq_redis():
     return Redis.from_url(TEST_REDIS_URL)
-
-
-def event_for(order, request_id="req-consumer"):
-    return {
-        "event": "new_order",
-        "event_id": str(uuid.uuid4()),
-        "order_id": order["id"],
-        "user_id": order["user_id"],
-        "total_price": order["total_price"],
-        "created_at": order["created_at"],
-        "request_id": request_id,
-    }
-
-
-def publish(channel, topology, body):
-    if not isinstance(body, bytes):
-        body = json.dumps(body).encode()
-    channel.basic_publish(
-        topology.exchange,
-        topology.routing_key,
-        body,
-        pika.BasicProperties(content_type="application/json", delivery_mode=2),
-    )
 
 
 def jobs_in(rq_redis):

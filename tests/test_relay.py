@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 
 from orders_app.events.relay import Relay
 from orders_app.extensions import db
@@ -24,11 +24,13 @@ from helpers import (
     TEST_REDIS_URL,
     TEST_SECRET,
     TcpProxy,
+    add_outbox_rows,
     closed_port_url,
     drain,
     make_app,
     place_order,
     ready_count,
+    unpublished,
     wait_for,
 )
 
@@ -56,28 +58,6 @@ def running_relay(**overrides):
         stop.request()
         thread.join(timeout=10)
         assert not thread.is_alive(), "the relay did not stop"
-
-
-def unpublished(app):
-    with app.app_context():
-        return db.session.scalar(
-            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
-        )
-
-
-def add_outbox_rows(app, count):
-    """``count`` pending events, written in one statement (the relay does not read their payload)."""
-    with app.app_context():
-        db.session.execute(
-            text(
-                "INSERT INTO outbox_events (id, event_type, payload) "
-                "SELECT gen_random_uuid(), 'new_order', jsonb_build_object('order_id', n) "
-                "FROM generate_series(1, :count) AS n"
-            ),
-            {"count": count},
-        )
-        db.session.commit()
-        return {str(i) for i in db.session.scalars(select(OutboxEvent.id))}
 
 
 def test_creating_an_order_writes_its_event_to_the_outbox_in_the_same_transaction(app, client, alice):

@@ -1,0 +1,89 @@
+"""Graceful stops with real signals on real processes: the work in hand is finished, not lost."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from redis import Redis
+from rq import Queue
+from sqlalchemy import select
+
+from orders_app.extensions import db
+from orders_app.jobs import job_id
+from orders_app.models import OutboxEvent
+
+from helpers import (
+    TEST_DATABASE_URL,
+    TEST_EVENTS_NAMESPACE,
+    TEST_RABBITMQ_URL,
+    TEST_REDIS_URL,
+    TEST_SECRET,
+    TcpProxy,
+    add_outbox_rows,
+    drain,
+    event_for,
+    place_order,
+    publish,
+    ready_count,
+    wait_for,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def env():
+    return {
+        **os.environ,
+        "PYTHON_DOTENV_DISABLED": "1",
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "REDIS_URL": TEST_REDIS_URL,
+        "RABBITMQ_URL": TEST_RABBITMQ_URL,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "FLASK_EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
+    }
+
+
+def start(command, env):
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_relay_finishes_its_batch_and_exits_on_a_signal(app, broker, topology, env, signum):
+    add_outbox_rows(app, 3000)
+    relay = start(
+        [sys.executable, "-m", "flask", "--app", "orders_app", "relay"],
+        {**env, "FLASK_RELAY_BATCH_SIZE": "50"},
+    )
+    wait_for(lambda: ready_count(broker, topology.queue) >= 100, message="publishing under way")
+    relay.send_signal(signum)
+    assert relay.wait(timeout=15) == 0
+    with app.app_context():
+        published = {
+            str(i)
+            for i in db.session.scalars(select(OutboxEvent.id).where(OutboxEvent.published_at.is_not(None)))
+        }
+    sent = [properties.message_id for properties, _ in drain(broker, topology.queue)]
+    assert 0 < len(published) < 3000, "stopped midway"
+    assert sorted(sent) == sorted(published)  # every message sent was marked, once, and nothing else
+
+
+def test_the_consumer_finishes_the_message_in_hand_on_sigterm(client, alice, broker, topology, env):
+    # Redis behind a slow link: enqueueing takes seconds, so SIGTERM arrives mid-message.
+    slow_redis = TcpProxy(6379, latency=0.5).start()
+    consumer = start(
+        [sys.executable, "-m", "consumer"], {**env, "REDIS_URL": f"redis://127.0.0.1:{slow_redis.port}/15"}
+    )
+    try:
+        wait_for(lambda: broker.queue_declare(topology.queue, passive=True).method.consumer_count == 1)
+        order = place_order(client, alice["headers"])
+        publish(broker, topology, event_for(order))
+        wait_for(lambda: ready_count(broker, topology.queue) == 0, message="the message delivered")
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(timeout=20) == 0
+    finally:
+        slow_redis.stop()
+    assert Queue("orders", connection=Redis.from_url(TEST_REDIS_URL)).job_ids == [job_id(order["id"])]
+    assert ready_count(broker, topology.queue) == 0  # acked, not handed back
