@@ -5,6 +5,8 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +19,7 @@ from sqlalchemy import func, select, text
 from orders_app import create_app
 from orders_app.config import psycopg2_url
 from orders_app.extensions import db
+from orders_app.lifecycle import GracefulStop
 from orders_app.models import OutboxEvent
 
 TEST_DATABASE_URL = psycopg2_url(
@@ -74,6 +77,56 @@ def login(client, email, password=PASSWORD):
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELAY = [sys.executable, "-m", "flask", "--app", "orders_app", "relay"]
+CONSUMER = [sys.executable, "-m", "consumer"]
+WORKER = [sys.executable, "-m", "flask", "--app", "orders_app", "worker"]
+
+
+def process_env(**settings):
+    """The environment of a real process of the service, on the tests' database, Redis db and names."""
+    return {
+        **os.environ,
+        "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+        "PYTHON_DOTENV_DISABLED": "1",
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "REDIS_URL": TEST_REDIS_URL,
+        "RABBITMQ_URL": TEST_RABBITMQ_URL,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "PROCESSING_DELAY_SECONDS": "0",
+        "FLASK_EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
+        **settings,
+    }
+
+
+def start_process(command, stdout=subprocess.DEVNULL, **settings):
+    return subprocess.Popen(
+        command, cwd=ROOT, env=process_env(**settings), stdout=stdout, stderr=subprocess.STDOUT
+    )
+
+
+@contextmanager
+def running(component, **overrides):
+    """``component(stop)`` (a Relay or a Consumer) running in a thread with an app of its own.
+
+    Stopped gracefully on exit, as SIGTERM would stop the real process.
+    """
+    app, stop = make_app(**overrides), GracefulStop()
+
+    def run():
+        with app.app_context():
+            component(stop).run()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.request()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), f"{component.__name__} did not stop"
 
 
 def forge_token(payload, key=TEST_SECRET, algorithm="HS256"):

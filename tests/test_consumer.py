@@ -1,8 +1,5 @@
 """SPEC 5: the pika consumer, against real RabbitMQ and Redis."""
 
-import threading
-from contextlib import contextmanager
-
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -10,30 +7,10 @@ from rq.job import Job
 
 from consumer.consumer import Consumer
 from orders_app.jobs import job_id
-from orders_app.lifecycle import GracefulStop
 
-from helpers import TEST_REDIS_URL, TcpProxy, event_for, make_app, place_order, publish, ready_count, wait_for
+from helpers import TEST_REDIS_URL, TcpProxy, event_for, place_order, publish, ready_count, running, wait_for
 
 REDIS_PORT = 6379
-
-
-@contextmanager
-def running_consumer(**overrides):
-    """A consumer running in a thread of this process, stopped (gracefully) on exit."""
-    app, stop = make_app(**overrides), GracefulStop()
-
-    def run():
-        with app.app_context():
-            Consumer(stop).run()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.request()
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the consumer did not stop"
 
 
 @pytest.fixture
@@ -48,7 +25,7 @@ def jobs_in(rq_redis):
 def test_an_event_becomes_one_unique_rq_job_then_is_acked(client, alice, broker, topology, rq_redis):
     order = place_order(client, alice["headers"])
     publish(broker, topology, event_for(order))
-    with running_consumer():
+    with running(Consumer):
         wait_for(lambda: jobs_in(rq_redis), message="the job")
     assert jobs_in(rq_redis) == [f"process-order-{order['id']}"]
     job = Job.fetch(job_id(order["id"]), connection=rq_redis)
@@ -67,7 +44,7 @@ def test_a_redelivered_event_makes_no_second_job_and_one_processing(
     event = event_for(order)
     publish(broker, topology, event)
     publish(broker, topology, event)  # the same event, delivered twice
-    with running_consumer():
+    with running(Consumer):
         wait_for(
             lambda: ready_count(broker, topology.queue) == 0 and jobs_in(rq_redis), message="both handled"
         )
@@ -95,7 +72,7 @@ def test_malformed_messages_are_dead_lettered_and_make_no_job(
     if body == "event_for":
         body = {**event_for(place_order(client, alice["headers"])), "order_id": "not-a-uuid"}
     publish(broker, topology, body)
-    with running_consumer():
+    with running(Consumer):
         wait_for(lambda: ready_count(broker, topology.dead_letter_queue) == 1, message="the dead letter")
     assert ready_count(broker, topology.queue) == 0
     assert jobs_in(rq_redis) == []
@@ -107,7 +84,7 @@ def test_redis_down_leaves_the_message_unacked_until_redis_is_back(
     order = place_order(client, alice["headers"])
     redis_proxy = TcpProxy(REDIS_PORT)  # closed: Redis is unreachable for the consumer
     publish(broker, topology, event_for(order))
-    with running_consumer(REDIS_URL=f"redis://127.0.0.1:{redis_proxy.port}/15"):
+    with running(Consumer, REDIS_URL=f"redis://127.0.0.1:{redis_proxy.port}/15"):
         # The consumer takes the message, cannot enqueue, and gives it back: never acked.
         wait_for(
             lambda: "ConnectionError" in caplog.text and ready_count(broker, topology.queue) == 1,
@@ -126,7 +103,7 @@ def test_redis_down_leaves_the_message_unacked_until_redis_is_back(
 def test_the_consumer_reconnects_after_the_broker_goes_away(client, alice, broker, topology, rq_redis):
     broker_proxy = TcpProxy(5672).start()
     first, second = place_order(client, alice["headers"]), place_order(client, alice["headers"])
-    with running_consumer(RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:{broker_proxy.port}/%2F"):
+    with running(Consumer, RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:{broker_proxy.port}/%2F"):
         publish(broker, topology, event_for(first))
         wait_for(lambda: job_id(first["id"]) in jobs_in(rq_redis), message="the first job")
         broker_proxy.stop()  # the broker "restarts": connections cut, port closed

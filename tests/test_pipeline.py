@@ -2,10 +2,7 @@
 database, Redis db and RabbitMQ names; an order goes in over HTTP and comes out processed."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from urllib.error import HTTPError
@@ -14,23 +11,13 @@ import pytest
 from redis import Redis
 from rq import Worker
 
-from helpers import (
-    PASSWORD,
-    TEST_DATABASE_URL,
-    TEST_EVENTS_NAMESPACE,
-    TEST_RABBITMQ_URL,
-    TEST_REDIS_URL,
-    TEST_SECRET,
-    free_port,
-    wait_for,
-)
+from helpers import CONSUMER, PASSWORD, RELAY, TEST_REDIS_URL, WORKER, free_port, start_process, wait_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESSES = {
     "web": ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-    "relay": [sys.executable, "-m", "flask", "--app", "orders_app", "relay"],
-    "consumer": [sys.executable, "-m", "consumer"],
-    "worker": [sys.executable, "-m", "flask", "--app", "orders_app", "worker"],
+    "relay": RELAY,
+    "consumer": CONSUMER,
+    "worker": WORKER,
 }
 
 
@@ -65,16 +52,7 @@ class Stack:
 @pytest.fixture
 def stack(database, broker, tmp_path):
     port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
-        "PYTHON_DOTENV_DISABLED": "1",
-        "DATABASE_URL": TEST_DATABASE_URL,
-        "REDIS_URL": TEST_REDIS_URL,
-        "RABBITMQ_URL": TEST_RABBITMQ_URL,
-        "JWT_SECRET_KEY": TEST_SECRET,
-        "PROCESSING_DELAY_SECONDS": "0",
-        "FLASK_EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
+    settings = {
         "FLASK_PASSWORD_HASH_TIME_COST": "1",
         "FLASK_PASSWORD_HASH_MEMORY_COST": "1024",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
@@ -82,9 +60,7 @@ def stack(database, broker, tmp_path):
     }
     logs = {name: tmp_path / f"{name}.log" for name in PROCESSES}
     processes = {
-        name: subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT
-        )
+        name: start_process(command, stdout=logs[name].open("w"), **settings)
         for name, command in PROCESSES.items()
     }
     stack = Stack(f"http://127.0.0.1:{port}", logs)

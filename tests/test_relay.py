@@ -1,28 +1,18 @@
 """SPEC 5: the outbox and the relay, against real PostgreSQL and RabbitMQ."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from contextlib import contextmanager
 
-import pytest
 from sqlalchemy import select
 
 from orders_app.events.relay import Relay
 from orders_app.extensions import db
-from orders_app.lifecycle import GracefulStop
 from orders_app.models import OutboxEvent
 
 from helpers import (
-    TEST_DATABASE_URL,
-    TEST_EVENTS_NAMESPACE,
+    RELAY,
     TEST_RABBITMQ_URL,
-    TEST_REDIS_URL,
-    TEST_SECRET,
     TcpProxy,
     add_outbox_rows,
     closed_port_url,
@@ -30,34 +20,11 @@ from helpers import (
     make_app,
     place_order,
     ready_count,
+    running,
+    start_process,
     unpublished,
     wait_for,
 )
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@contextmanager
-def running_relay(**overrides):
-    """A relay running in a thread of this process, stopped (gracefully) on exit."""
-    app, stop = make_app(**overrides), GracefulStop()
-    ready = threading.Event()
-
-    def run():
-        with app.app_context():
-            relay = Relay(stop)
-            ready.set()
-            relay.run()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait()
-    try:
-        yield
-    finally:
-        stop.request()
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the relay did not stop"
 
 
 def test_creating_an_order_writes_its_event_to_the_outbox_in_the_same_transaction(app, client, alice):
@@ -82,7 +49,7 @@ def test_a_rejected_order_writes_no_event(app, client, alice):
 
 def test_the_event_has_the_exact_body_and_properties(app, client, alice, broker, topology):
     order = place_order(client, alice["headers"], **{"X-Request-ID": "req-body-1"})
-    with running_relay():
+    with running(Relay):
         wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the event")
     [(properties, body)] = drain(broker, topology.queue)
     with app.app_context():
@@ -104,7 +71,7 @@ def test_the_event_has_the_exact_body_and_properties(app, client, alice, broker,
 
 
 def test_notify_wakes_the_relay_at_once(client, alice, broker, topology):
-    with running_relay(RELAY_SWEEP_SECONDS=60):
+    with running(Relay, RELAY_SWEEP_SECONDS=60):
         time.sleep(0.5)  # the relay has swept once and now waits for a notification
         started = time.monotonic()
         place_order(client, alice["headers"])
@@ -113,7 +80,7 @@ def test_notify_wakes_the_relay_at_once(client, alice, broker, topology):
 
 
 def test_the_timer_sweep_publishes_an_event_whose_notification_was_missed(app, broker, topology):
-    with running_relay(RELAY_SWEEP_SECONDS=0.3):
+    with running(Relay, RELAY_SWEEP_SECONDS=0.3):
         time.sleep(0.5)
         add_outbox_rows(app, 1)  # committed without NOTIFY
         wait_for(lambda: ready_count(broker, topology.queue) == 1, timeout=5, message="the swept event")
@@ -126,7 +93,7 @@ def test_orders_are_accepted_while_the_broker_is_down_and_published_once_it_is_b
     broker_url = TEST_RABBITMQ_URL.replace(":5672", f":{broker_proxy.port}")
     web = make_app(RABBITMQ_URL=closed_port_url("amqp", "/%2F")).test_client()
     order = place_order(web, alice["headers"])  # 201: the request never waits for RabbitMQ
-    with running_relay(RABBITMQ_URL=broker_url):
+    with running(Relay, RABBITMQ_URL=broker_url):
         time.sleep(1.5)  # the relay fails to connect and backs off, more than once
         assert ready_count(broker, topology.queue) == 0
         broker_proxy.start()
@@ -140,46 +107,22 @@ def test_orders_are_accepted_while_the_broker_is_down_and_published_once_it_is_b
 
 def test_two_relays_publish_every_event_exactly_once(app, broker, topology):
     event_ids = add_outbox_rows(app, 600)
-    with running_relay(RELAY_BATCH_SIZE=20), running_relay(RELAY_BATCH_SIZE=20):
+    with running(Relay, RELAY_BATCH_SIZE=20), running(Relay, RELAY_BATCH_SIZE=20):
         wait_for(lambda: unpublished(app) == 0, timeout=30, message="all events published")
     message_ids = [properties.message_id for properties, _ in drain(broker, topology.queue)]
     assert sorted(message_ids) == sorted(event_ids)  # none skipped, none twice
 
 
-def relay_process(env):
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "orders_app", "relay"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-@pytest.fixture
-def relay_env():
-    return {
-        **os.environ,
-        "PYTHON_DOTENV_DISABLED": "1",
-        "DATABASE_URL": TEST_DATABASE_URL,
-        "REDIS_URL": TEST_REDIS_URL,
-        "RABBITMQ_URL": TEST_RABBITMQ_URL,
-        "JWT_SECRET_KEY": TEST_SECRET,
-        "FLASK_EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
-        "FLASK_RELAY_BATCH_SIZE": "5",
-    }
-
-
-def test_a_relay_killed_midway_and_restarted_loses_nothing(app, broker, topology, relay_env):
+def test_a_relay_killed_midway_and_restarted_loses_nothing(app, broker, topology):
     event_ids = add_outbox_rows(app, 3000)
-    first = relay_process(relay_env)
+    first = start_process(RELAY, FLASK_RELAY_BATCH_SIZE="5")
     try:
         wait_for(lambda: ready_count(broker, topology.queue) >= 200, message="publishing under way")
         first.send_signal(signal.SIGKILL)  # no chance to finish anything
     finally:
         first.wait(timeout=10)
     assert unpublished(app) > 0, "the relay finished before it could be killed midway"
-    second = relay_process(relay_env)
+    second = start_process(RELAY, FLASK_RELAY_BATCH_SIZE="5")
     try:
         wait_for(lambda: unpublished(app) == 0, timeout=60, message="the restarted relay to finish")
     finally:

@@ -1,9 +1,6 @@
 """Graceful stops with real signals on real processes: the work in hand is finished, not lost."""
 
-import os
 import signal
-import subprocess
-import sys
 
 import pytest
 from redis import Redis
@@ -15,11 +12,9 @@ from orders_app.jobs import job_id
 from orders_app.models import OutboxEvent
 
 from helpers import (
-    TEST_DATABASE_URL,
-    TEST_EVENTS_NAMESPACE,
-    TEST_RABBITMQ_URL,
+    CONSUMER,
+    RELAY,
     TEST_REDIS_URL,
-    TEST_SECRET,
     TcpProxy,
     add_outbox_rows,
     drain,
@@ -27,36 +22,15 @@ from helpers import (
     place_order,
     publish,
     ready_count,
+    start_process,
     wait_for,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def env():
-    return {
-        **os.environ,
-        "PYTHON_DOTENV_DISABLED": "1",
-        "DATABASE_URL": TEST_DATABASE_URL,
-        "REDIS_URL": TEST_REDIS_URL,
-        "RABBITMQ_URL": TEST_RABBITMQ_URL,
-        "JWT_SECRET_KEY": TEST_SECRET,
-        "FLASK_EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
-    }
-
-
-def start(command, env):
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_the_relay_finishes_its_batch_and_exits_on_a_signal(app, broker, topology, env, signum):
+def test_the_relay_finishes_its_batch_and_exits_on_a_signal(app, broker, topology, signum):
     add_outbox_rows(app, 3000)
-    relay = start(
-        [sys.executable, "-m", "flask", "--app", "orders_app", "relay"],
-        {**env, "FLASK_RELAY_BATCH_SIZE": "50"},
-    )
+    relay = start_process(RELAY, FLASK_RELAY_BATCH_SIZE="50")
     wait_for(lambda: ready_count(broker, topology.queue) >= 100, message="publishing under way")
     relay.send_signal(signum)
     assert relay.wait(timeout=15) == 0
@@ -70,12 +44,10 @@ def test_the_relay_finishes_its_batch_and_exits_on_a_signal(app, broker, topolog
     assert sorted(sent) == sorted(published)  # every message sent was marked, once, and nothing else
 
 
-def test_the_consumer_finishes_the_message_in_hand_on_sigterm(client, alice, broker, topology, env):
+def test_the_consumer_finishes_the_message_in_hand_on_sigterm(client, alice, broker, topology):
     # Redis behind a slow link: enqueueing takes seconds, so SIGTERM arrives mid-message.
     slow_redis = TcpProxy(6379, latency=0.5).start()
-    consumer = start(
-        [sys.executable, "-m", "consumer"], {**env, "REDIS_URL": f"redis://127.0.0.1:{slow_redis.port}/15"}
-    )
+    consumer = start_process(CONSUMER, REDIS_URL=f"redis://127.0.0.1:{slow_redis.port}/15")
     try:
         wait_for(lambda: broker.queue_declare(topology.queue, passive=True).method.consumer_count == 1)
         order = place_order(client, alice["headers"])
