@@ -5,15 +5,27 @@ import os
 from flask import Flask
 from swagger_ui_bundle import swagger_ui_path
 
-from . import cli, http
+from . import cli, http, protection
 from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
 from .config import load_config
 from .errors import register_jwt_error_handlers, register_service_error_handler
-from .extensions import SECURITY_SCHEME, Blueprint, api, cache_redis, db, jwt, migrate, queue_redis
+from .extensions import (
+    SECURITY_SCHEME,
+    Blueprint,
+    api,
+    cache_redis,
+    cors,
+    db,
+    jwt,
+    limiter,
+    migrate,
+    queue_redis,
+)
 from .health import blp as health_blp
 from .log import configure_logging
 from .orders import routes as order_routes
+from .orders.schemas import money_openapi_property
 
 
 def create_app(overrides=None):
@@ -33,6 +45,10 @@ def create_app(overrides=None):
     register_jwt_error_handlers(jwt)
     register_service_error_handler(app)
     http.init_app(app)
+    protection.trust_proxies(app)
+    cors.init_app(app, **protection.cors_options(app.config))
+    limiter.init_app(app)
+    limiter.request_filter(protection.is_exempt)
     cli.init_app(app)
     _init_api(app)
     return app
@@ -40,6 +56,7 @@ def create_app(overrides=None):
 
 def _init_api(app):
     api.init_app(app)
+    api.ma_plugin.converter.add_attribute_function(money_openapi_property)
     api.spec.components.security_scheme(
         SECURITY_SCHEME,
         {

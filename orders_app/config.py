@@ -52,6 +52,17 @@ class Defaults:
     LOG_LEVEL = "INFO"
 
     MAX_CONTENT_LENGTH = 64 * 1024
+    # Rate limits (flask-limiter), per user with a valid token, else per client IP.
+    RATELIMIT_ENABLED = True
+    RATELIMIT_APPLICATION = "100/minute"  # over all endpoints together
+    RATELIMIT_REGISTER = "5/minute"
+    RATELIMIT_TOKEN = "10/minute"
+    RATELIMIT_ORDER_CREATE = "30/minute"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_KEY_PREFIX = "ratelimit"
+    RATELIMIT_SWALLOW_ERRORS = True  # the limiter's Redis down: serve, never 500
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    TRUSTED_PROXIES = 0  # reverse proxies in front that set X-Forwarded-For
     # argon2id cost (argon2-cffi's defaults): passes and memory in KiB.
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_COST = 65536
@@ -88,6 +99,13 @@ def load_config(config, overrides=None):
             config[key] = timedelta(seconds=config[key])
     if isinstance(config["CORS_ORIGINS"], str):
         config["CORS_ORIGINS"] = [o.strip() for o in config["CORS_ORIGINS"].split(",") if o.strip()]
+    # The limiter shares the service's Redis unless told otherwise; it falls back to memory.
+    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"])
+    timeout = config["REDIS_SOCKET_TIMEOUT"]
+    config.setdefault(
+        "RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    )
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK", config["RATELIMIT_APPLICATION"])
     if config.get("JWT_PRIVATE_KEY") and config.get("JWT_PUBLIC_KEY"):
         config.setdefault("JWT_ALGORITHM", "RS256")
     check_production_safety(config)

@@ -9,16 +9,38 @@ from http import HTTPStatus
 
 import flask_smorest
 from flask import jsonify
+from flask_smorest import etag
+from flask_smorest.pagination import PaginationMetadataSchema
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class Api(flask_smorest.Api):
+    # No catch-all "default" response: each operation documents every status it can answer.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
     def handle_http_exception(self, error):
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             payload["message"] = "Invalid input; see errors" if "errors" in payload else error.description
-        return payload, code, headers
+        # Keep the exception's own headers (Allow on a 405, for one); the body is JSON, not HTML.
+        own_headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+        return payload, code, {**own_headers, **(headers or {})}
+
+    def _register_etag_headers(self):
+        """As flask-smorest's, except that If-Match is optional (SPEC 4): checked when sent."""
+        self.spec.components.parameter("IF_NONE_MATCH", "header", etag.IF_NONE_MATCH_HEADER, lazy=True)
+        if_match = {**etag.IF_MATCH_HEADER, "required": False}
+        self.spec.components.parameter("IF_MATCH", "header", if_match, lazy=True)
+        self.spec.components.header("ETAG", etag.ETAG_HEADER, lazy=True)
+
+    def _register_pagination_header(self):
+        """X-Pagination carries JSON: document it as JSON content, not as a plain header schema."""
+        header = {
+            "description": "Pagination metadata (JSON)",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }
+        self.spec.components.header("PAGINATION", header, lazy=True)
 
 
 class ServiceError(Exception):

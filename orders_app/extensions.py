@@ -1,8 +1,12 @@
 """Extension singletons, created once here and bound to an app in ``create_app``."""
 
+from http import HTTPStatus
+
+import flask_limiter
 import flask_smorest
 import redis
 from flask import current_app
+from flask_cors import CORS
 from flask_jwt_extended import JWTManager, jwt_required
 from flask_migrate import Migrate
 from flask_smorest.error_handler import ErrorSchema
@@ -11,6 +15,7 @@ from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser
 
 from .errors import Api
+from .protection import rate_limit_key
 
 
 class Base(DeclarativeBase):
@@ -35,10 +40,30 @@ class Blueprint(flask_smorest.Blueprint):
 
     # ``json_or_form`` bodies are documented as forms (the OAuth2 token endpoint).
     ARGUMENTS_PARSER = ArgumentsParser()
+    RATE_LIMITED = True  # its endpoints can answer 429
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "json_or_form": "application/x-www-form-urlencoded",
     }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_common_errors_doc)
+
+    def _prepare_common_errors_doc(self, doc, _doc_info, **_kwargs):
+        """Document the answers any endpoint may give: bad or oversized bodies, rate limits."""
+        responses = doc.setdefault("responses", {})
+        if "requestBody" in doc:
+            responses.setdefault(400, HTTPStatus.BAD_REQUEST.name)
+            responses.setdefault(413, HTTPStatus.REQUEST_ENTITY_TOO_LARGE.name)
+        if self.RATE_LIMITED:
+            responses.setdefault(429, HTTPStatus.TOO_MANY_REQUESTS.name)
+        return doc
+
+    def _prepare_etag_doc(self, doc, doc_info, **kwargs):
+        doc = super()._prepare_etag_doc(doc, doc_info, **kwargs)
+        doc.get("responses", {}).pop(428, None)  # If-Match is never required: see below
+        return doc
 
     def _check_precondition(self):
         """If-Match is optional in this API (SPEC 4): checked when sent, never required (no 428)."""
@@ -60,6 +85,19 @@ class Blueprint(flask_smorest.Blueprint):
             return self.error(401, f"Missing, invalid, expired or revoked {kind} token")(func)
 
         return decorator
+
+
+class Limiter(flask_limiter.Limiter):
+    """flask-limiter's limiter, starting afresh for each app it is bound to.
+
+    Its "storage is down" flag and its fallback limits otherwise outlive ``init_app``, and tests
+    build many apps, some with an unreachable Redis on purpose.
+    """
+
+    def init_app(self, app):
+        self._storage_dead = False
+        self._in_memory_fallback = []  # read again from RATELIMIT_IN_MEMORY_FALLBACK
+        super().init_app(app)
 
 
 class FlaskRedis:
@@ -90,6 +128,8 @@ class FlaskRedis:
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 jwt = JWTManager()
+limiter = Limiter(key_func=rate_limit_key)
+cors = CORS()
 api = Api()
 cache_redis = FlaskRedis("cache_redis", decode_responses=True)
 # RQ needs bytes: never a client with decode_responses.

@@ -12,6 +12,7 @@ from .extensions import Blueprint, cache_redis, db
 log = logging.getLogger(__name__)
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness")
+blp.RATE_LIMITED = False
 
 
 class HealthSchema(Schema):

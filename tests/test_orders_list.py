@@ -49,6 +49,22 @@ def test_a_page_past_the_end_is_empty(client, alice, five_orders):
     assert response.json == []
 
 
+def test_a_page_far_past_the_end_is_empty_too(client, alice, five_orders):
+    response = list_orders(client, alice["headers"], alice["user"]["id"], "?page=341606371064273283")
+    assert response.status_code == 200
+    assert response.json == []
+
+
+def test_a_huge_user_id_is_an_empty_list_for_an_admin(client, admin):
+    assert list_orders(client, admin["headers"], 10**30).json == []
+
+
+def test_unknown_query_parameters_are_422(client, alice):
+    response = list_orders(client, alice["headers"], alice["user"]["id"], "?pagesize=5")
+    assert response.status_code == 422
+    assert "pagesize" in response.json["errors"]["query"]
+
+
 def test_default_page_size_is_20(client, alice):
     for n in range(21):
         place_order(client, alice["headers"], item(n + 1))

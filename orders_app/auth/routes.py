@@ -7,8 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import BEARER_CHALLENGE
-from ..extensions import Blueprint, db
+from ..extensions import Blueprint, db, limiter
 from ..models import User
+from ..protection import configured_limit
 from . import passwords, tokens
 from .identity import current_user
 from .schemas import AccessTokenSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
@@ -17,6 +18,7 @@ blp = Blueprint("auth", __name__, description="Registration, tokens and the curr
 
 
 @blp.route("/register/", methods=["POST"])
+@limiter.limit(configured_limit("RATELIMIT_REGISTER"))
 @blp.arguments(RegisterSchema)
 @blp.response(201, UserSchema)
 @blp.error(409, "The email is already registered")
@@ -32,6 +34,7 @@ def register(data):
 
 
 @blp.route("/token", methods=["POST"])
+@limiter.limit(configured_limit("RATELIMIT_TOKEN"))
 @blp.arguments(TokenRequestSchema, location="json_or_form")
 @blp.response(200, TokenSchema)
 @blp.error(401, "Wrong email or password")

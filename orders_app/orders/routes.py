@@ -2,9 +2,11 @@
 
 from flask import g, request, url_for
 from flask.views import MethodView
+from marshmallow import RAISE
 
 from ..auth.identity import current_viewer
-from ..extensions import Blueprint
+from ..extensions import Blueprint, limiter
+from ..protection import configured_limit
 from . import service
 from .schemas import (
     IdempotencyHeaderSchema,
@@ -19,6 +21,8 @@ blp = Blueprint("orders", __name__, url_prefix="/orders", description="Placing, 
 
 @blp.route("/")
 class Orders(MethodView):
+    decorators = [limiter.limit(configured_limit("RATELIMIT_ORDER_CREATE"), methods=["POST"])]
+
     @blp.auth_required()
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.arguments(OrderCreateSchema)
@@ -69,10 +73,11 @@ class Order(MethodView):
 class UserOrders(MethodView):
     @blp.auth_required()
     @blp.etag
-    @blp.arguments(OrderListQuerySchema, location="query")
+    @blp.arguments(OrderListQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, OrderSchema(many=True))
     @blp.paginate(page_size=20, max_page_size=100)
     @blp.error(403, "Another user's orders (admins excepted)")
+    @blp.error(404, "The user id is not a whole number")
     def get(self, args, user_id, pagination_parameters):
         """A user's orders, newest first; pagination in the X-Pagination header."""
         orders, total = service.list_orders(

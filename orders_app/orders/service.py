@@ -199,6 +199,8 @@ def list_orders(viewer, owner_id, status=None, offset=0, limit=20):
     if status is not None:
         condition = condition & (Order.status == status)
     total = db.session.scalar(select(func.count()).select_from(Order).where(condition))
+    if offset >= total:  # past the end: nothing to read (and no OFFSET beyond PostgreSQL's range)
+        return [], total
     page = db.session.scalars(
         select(Order)
         .where(condition)

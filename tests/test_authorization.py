@@ -1,0 +1,55 @@
+"""Who may do what: every endpoint for an anonymous caller, the owner, another user and an admin."""
+
+import pytest
+
+from helpers import PASSWORD, place_order
+
+OWNER_ONLY = {"anonymous": 401, "owner": 200, "other": 404, "admin": 200}
+# (method, path template, body) -> expected status per caller.
+MATRIX = [
+    ("GET", "/users/me", None, {"anonymous": 401, "owner": 200, "other": 200, "admin": 200}),
+    ("POST", "/orders/", {"items": [{"name": "Tea", "quantity": 1, "price": 1}]},
+     {"anonymous": 401, "owner": 201, "other": 201, "admin": 201}),
+    ("GET", "/orders/{order_id}/", None, OWNER_ONLY),
+    ("PATCH", "/orders/{order_id}/", {"status": "PAID"}, OWNER_ONLY),
+    ("GET", "/orders/user/{owner_id}/", None, {"anonymous": 401, "owner": 200, "other": 403, "admin": 200}),
+    ("POST", "/logout", None, {"anonymous": 401, "owner": 204, "other": 204, "admin": 204}),
+]  # fmt: skip
+CALLERS = ["anonymous", "owner", "other", "admin"]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("method, path, body, expected", MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
+def test_authorization_matrix(client, alice, bob, admin, caller, method, path, body, expected):
+    order = place_order(client, alice["headers"])
+    headers = {"anonymous": {}, "owner": alice["headers"], "other": bob["headers"], "admin": admin["headers"]}
+    url = path.format(order_id=order["id"], owner_id=alice["user"]["id"])
+    response = client.open(url, method=method, json=body, headers=headers[caller])
+    assert response.status_code == expected[caller], response.json
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_refresh_needs_a_refresh_token_whoever_calls(client, alice, bob, admin, caller):
+    sessions = {"owner": alice, "other": bob, "admin": admin}
+    if caller == "anonymous":
+        assert client.post("/token/refresh").status_code == 401
+    else:
+        tokens = sessions[caller]["tokens"]
+        assert (
+            client.post(
+                "/token/refresh", headers={"Authorization": f"Bearer {tokens['refresh_token']}"}
+            ).status_code
+            == 200
+        )
+        assert client.post("/token/refresh", headers=sessions[caller]["headers"]).status_code == 401
+
+
+def test_public_endpoints_need_no_token(client):
+    assert (
+        client.post("/register/", json={"email": "new@example.com", "password": PASSWORD}).status_code == 201
+    )
+    assert (
+        client.post("/token", data={"username": "new@example.com", "password": PASSWORD}).status_code == 200
+    )
+    for path in ("/health", "/health/ready", "/docs", "/openapi.json"):
+        assert client.get(path).status_code == 200

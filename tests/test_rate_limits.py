@@ -1,0 +1,142 @@
+"""SPEC 4 "Protection": rate limits on Redis, per user or per client IP."""
+
+import time
+
+import pytest
+from redis import Redis
+
+from helpers import PASSWORD, TEST_REDIS_URL, bearer, closed_port_url, login, make_app, register
+
+ITEMS = {"items": [{"name": "Tea", "quantity": 1, "price": 1}]}
+
+
+def client_from(app, address):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def register_many(client, count, prefix="user"):
+    return [
+        client.post(
+            "/register/", json={"email": f"{prefix}{n}@example.com", "password": PASSWORD}
+        ).status_code
+        for n in range(count)
+    ]
+
+
+def test_register_allows_5_a_minute_per_ip(app):
+    assert register_many(client_from(app, "10.1.0.1"), 6) == [201] * 5 + [429]
+
+
+def test_a_429_has_the_error_body_retry_after_and_rate_limit_headers(app):
+    client = client_from(app, "10.1.0.2")
+    register_many(client, 5)
+    response = client.post("/register/", json={"email": "late@example.com", "password": PASSWORD})
+    assert response.status_code == 429
+    assert response.json["code"] == 429
+    assert response.json["status"] == "Too Many Requests"
+    assert "5 per 1 minute" in response.json["message"]
+    assert 0 < int(response.headers["Retry-After"]) <= 60
+    assert response.headers["X-RateLimit-Limit"] == "5"
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_successful_responses_carry_the_rate_limit_headers(client):
+    response = client.post("/register/", json={"email": "a@example.com", "password": PASSWORD})
+    assert response.headers["X-RateLimit-Limit"] == "5"
+    assert response.headers["X-RateLimit-Remaining"] == "4"
+
+
+def test_anonymous_clients_on_different_ips_have_separate_budgets(app):
+    assert register_many(client_from(app, "10.1.0.3"), 5, "a")[-1] == 201
+    assert register_many(client_from(app, "10.1.0.4"), 1, "b") == [201]
+
+
+def test_token_allows_10_a_minute(app):
+    client = client_from(app, "10.1.0.5")
+    register(client, "t@example.com")
+    statuses = [
+        client.post("/token", data={"username": "t@example.com", "password": "wrong-pass"}).status_code
+        for _ in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
+
+
+def test_order_creation_allows_30_a_minute_per_user_and_users_do_not_share_it(app, client):
+    register(client, "busy@example.com")
+    register(client, "calm@example.com")
+    busy = bearer(login(client, "busy@example.com")["access_token"])
+    calm = bearer(login(client, "calm@example.com")["access_token"])
+    statuses = [client.post("/orders/", json=ITEMS, headers=busy).status_code for _ in range(31)]
+    assert statuses == [201] * 30 + [429]
+    assert client.post("/orders/", json=ITEMS, headers=calm).status_code == 201  # same IP, another user
+
+
+def test_the_overall_limit_is_100_a_minute_across_endpoints(app, client):
+    register(client, "reader@example.com")
+    headers = bearer(login(client, "reader@example.com")["access_token"])
+    statuses = [client.get("/users/me", headers=headers).status_code for _ in range(100)]
+    assert statuses == [200] * 100
+    assert client.get("/orders/user/1/", headers=headers).status_code == 429  # another endpoint, same budget
+
+
+def test_limits_reset_after_their_window(database):
+    app = make_app(RATELIMIT_REGISTER="2/second")
+    client = client_from(app, "10.1.0.6")
+    assert register_many(client, 3, "w") == [201, 201, 429]
+    time.sleep(1.1)
+    assert register_many(client, 1, "x") == [201]
+
+
+def test_limits_are_configurable(database):
+    app = make_app(RATELIMIT_REGISTER="1/minute")
+    assert register_many(client_from(app, "10.1.0.7"), 2) == [201, 429]
+
+
+def test_limiting_can_be_switched_off(database):
+    app = make_app(RATELIMIT_ENABLED=False)
+    assert register_many(client_from(app, "10.1.0.8"), 7) == [201] * 7
+
+
+def test_the_counters_live_in_redis(app):
+    register_many(client_from(app, "10.1.0.9"), 1)
+    keys = Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
+    assert any("ip:10.1.0.9" in key for key in keys)
+
+
+def test_health_and_docs_are_not_limited(database):
+    app = make_app(RATELIMIT_APPLICATION="2/minute")
+    client = client_from(app, "10.1.0.10")
+    assert {client.get(path).status_code for path in ["/health", "/docs", "/openapi.json"] * 3} == {200}
+
+
+def test_when_the_limiters_redis_is_down_requests_are_served_and_limited_in_memory(database):
+    app = make_app(
+        RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0"), RATELIMIT_IN_MEMORY_FALLBACK="3/minute"
+    )
+    client = client_from(app, "10.1.0.11")
+    assert register_many(client, 4) == [201] * 3 + [429]
+
+
+def test_the_memory_fallback_is_the_overall_limit_by_default(database):
+    assert make_app().config["RATELIMIT_IN_MEMORY_FALLBACK"] == "100/minute"
+
+
+def test_after_a_redis_outage_a_new_app_counts_in_redis_again(database):
+    make_app(RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0")).test_client().get("/users/me")
+    client_from(make_app(), "10.1.0.12").get("/users/me")
+    keys = Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
+    assert any("ip:10.1.0.12" in key for key in keys)
+
+
+@pytest.mark.parametrize("trusted, expected", [(0, "ip:127.0.0.1"), (1, "ip:203.0.113.9")])
+def test_the_client_ip_comes_from_x_forwarded_for_only_behind_trusted_proxies(database, trusted, expected):
+    app = make_app(TRUSTED_PROXIES=trusted)
+    app.test_client().post(
+        "/register/",
+        json={"email": "p@example.com", "password": PASSWORD},
+        headers={"X-Forwarded-For": "203.0.113.9"},
+    )
+    keys = Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
+    assert any(expected in key for key in keys), keys
