@@ -68,14 +68,11 @@ class Consumer:
             log.error("Dead-lettering malformed message %s: %s", properties.message_id, error)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
-        with log_context(event["request_id"]):
+        order_id, event_id = event["order_id"], event["event_id"]
+        with log_context(event["request_id"], order_id):
             try:
-                enqueue_process_order(queue_redis.client, event["order_id"], event["request_id"])
-                log.info("Enqueued processing of order %s (event %s)", event["order_id"], event["event_id"])
+                enqueue_process_order(queue_redis.client, order_id, event["request_id"])
+                log.info("Enqueued processing of order %s (event %s)", order_id, event_id)
             except DuplicateJobError:
-                log.info(
-                    "Order %s already has its job (event %s redelivered)",
-                    event["order_id"],
-                    event["event_id"],
-                )
+                log.info("Order %s already has its job (event %s redelivered)", order_id, event_id)
             channel.basic_ack(method.delivery_tag)

@@ -1,72 +1,12 @@
-"""The orders service: ``create_app`` builds a configured Flask application."""
+"""The orders service.
 
-import os
-
-from flask import Flask
-from swagger_ui_bundle import swagger_ui_path
-
-from . import cli, http, protection
-from .auth import routes as auth_routes
-from .auth.tokens import is_revoked
-from .config import load_config
-from .errors import register_jwt_error_handlers, register_service_error_handler
-from .extensions import (
-    SECURITY_SCHEME,
-    Blueprint,
-    api,
-    cache_redis,
-    cors,
-    db,
-    jwt,
-    limiter,
-    migrate,
-    queue_redis,
-)
-from .health import blp as health_blp
-from .log import configure_logging
-from .orders import routes as order_routes
-from .orders.schemas import money_openapi_property
+The package itself imports nothing heavy, so that gunicorn's master process can load
+``orders_app.log`` before its gevent workers monkey-patch the standard library.
+"""
 
 
 def create_app(overrides=None):
-    """Build the app; ``overrides`` win over every other configuration source (tests)."""
-    app = Flask(__name__)
-    load_config(app.config, overrides)
-    configure_logging(app.config["LOG_LEVEL"])
-    # Before any route exists: every path answers with and without its trailing slash.
-    app.url_map.strict_slashes = False
+    """Build the Flask app; ``overrides`` win over every other configuration source (tests)."""
+    from .factory import create_app as build
 
-    db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
-    cache_redis.init_app(app)
-    queue_redis.init_app(app)
-    jwt.init_app(app)
-    jwt.token_in_blocklist_loader(is_revoked)
-    register_jwt_error_handlers(jwt)
-    register_service_error_handler(app)
-    http.init_app(app)
-    protection.trust_proxies(app)
-    cors.init_app(app, **protection.cors_options(app.config))
-    limiter.init_app(app)
-    limiter.request_filter(protection.is_exempt)
-    cli.init_app(app)
-    _init_api(app)
-    return app
-
-
-def _init_api(app):
-    api.init_app(app)
-    api.ma_plugin.converter.add_attribute_function(money_openapi_property)
-    api.spec.components.security_scheme(
-        SECURITY_SCHEME,
-        {
-            "type": "oauth2",
-            "flows": {"password": {"tokenUrl": "/token", "refreshUrl": "/token/refresh", "scopes": {}}},
-        },
-    )
-    for blueprint in (auth_routes.blp, order_routes.blp, health_blp):
-        api.register_blueprint(blueprint)
-    # Swagger UI's own files, served locally so /docs works without internet access.
-    app.register_blueprint(
-        Blueprint("swagger_ui", __name__, static_folder=swagger_ui_path, static_url_path="/docs/assets")
-    )
+    return build(overrides)

@@ -50,6 +50,7 @@ class Defaults:
     JOB_RETRY_INTERVALS = [2, 10, 30]  # seconds before each of the 3 retries
     RECONNECT_MAX_SECONDS = 30.0
     LOG_LEVEL = "INFO"
+    LOG_FORMAT = "json"  # or "text", for humans
 
     MAX_CONTENT_LENGTH = 64 * 1024
     # Rate limits (flask-limiter), per user with a valid token, else per client IP.

@@ -1,11 +1,16 @@
-"""Cross-cutting HTTP concerns: the request id and security headers on every response."""
+"""Cross-cutting HTTP concerns: the request id, a log line per request, security headers."""
 
+import logging
 import re
+import time
 import uuid
+from contextlib import ExitStack
 
 from flask import g, request
 
-from .log import request_id_var
+from .log import log_context
+
+log = logging.getLogger("orders_app.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is echoed back and written to logs: accept only a short, plain token.
@@ -21,22 +26,34 @@ DOCS_CSP = (
 
 def init_app(app):
     @app.before_request
-    def assign_request_id():
+    def enter_log_context():
+        g.started = time.perf_counter()
         sent = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = sent if _VALID_REQUEST_ID.match(sent) else uuid.uuid4().hex
-        g.request_id_token = request_id_var.set(g.request_id)
+        g.log_context = ExitStack()
+        order_id = (request.view_args or {}).get("order_id")
+        g.log_context.enter_context(log_context(request_id=g.request_id, order_id=order_id))
 
     @app.teardown_request
-    def forget_request_id(_error):
-        if "request_id_token" in g:
-            request_id_var.reset(g.pop("request_id_token"))
+    def leave_log_context(_error):
+        if "log_context" in g:
+            g.pop("log_context").close()
 
     @app.after_request
-    def add_headers(response):
+    def finish(response):
         response.headers[REQUEST_ID_HEADER] = g.request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
         is_docs = request.path == "/docs" or request.path.startswith("/docs/")
         response.headers["Content-Security-Policy"] = DOCS_CSP if is_docs else API_CSP
+        duration_ms = round((time.perf_counter() - g.started) * 1000, 2)
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={"method": request.method, "path": request.path, "status": response.status_code,
+                   "duration_ms": duration_ms, "client": request.remote_addr},
+        )  # fmt: skip
         return response

@@ -36,7 +36,7 @@ def enqueue_process_order(connection, order_id, request_id):
 def process_order(order_id):
     """Process an order: takes ``PROCESSING_DELAY_SECONDS``, then sets ``processed_at`` once."""
     job = get_current_job()
-    with log_context(job.meta.get("request_id") if job else None):
+    with log_context(job.meta.get("request_id") if job else None, order_id):
         log.info("Processing order %s", order_id)
         time.sleep(current_app.config["PROCESSING_DELAY_SECONDS"])
         order, processed_now = mark_processed(order_id)

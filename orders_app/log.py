@@ -1,45 +1,91 @@
-"""Process-wide logging; every record carries the request id of the work it belongs to.
+"""Logging for every process: one JSON object per line (or plain text for humans), each carrying
+the request id and the order id of the work in hand.
 
-The request id lives in a context variable: set per HTTP request (``http.py``), and per message
-or job by the relay, consumer and worker (``log_context``), so an order can be followed from
-the request that created it to the worker that processed it.
+Both ids live in context variables: set per HTTP request (``http.py``), and per message or
+job by the relay, consumer and worker (``log_context``), so an order can be followed from the
+request that created it to the worker that processed it. Imports only the standard library
+(gunicorn's master process loads it, see ``gunicorn.conf.py``).
 """
 
+import json
 import logging
+import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+order_id_var: ContextVar[str | None] = ContextVar("order_id", default=None)
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [request %(request_id)s, order %(order_id)s] %(message)s"
+# Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged too.
+_RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 @contextmanager
-def log_context(request_id):
-    token = request_id_var.set(request_id or "-")
+def log_context(request_id=None, order_id=None):
+    """Within the block, log lines carry these ids (``None`` keeps the current one)."""
+    tokens = [
+        (var, var.set(str(value)))
+        for var, value in ((request_id_var, request_id), (order_id_var, order_id))
+        if value is not None
+    ]
     try:
         yield
     finally:
-        request_id_var.reset(token)
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
-class RequestIdFilter(logging.Filter):
+class ContextFilter(logging.Filter):
     def filter(self, record):
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
+        record.request_id = getattr(record, "request_id", None) or request_id_var.get()
+        record.order_id = getattr(record, "order_id", None) or order_id_var.get()
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(
+            (key, value)
+            for key, value in vars(record).items()
+            if key not in _RECORD_ATTRIBUTES and value is not None
+        )
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
 class _Handler(logging.StreamHandler):
-    """The service's handler on the root logger (told apart so it is installed once)."""
+    """The service's handler on the root logger: told apart so it is installed once, and
+    writing to whatever ``sys.stderr`` is at the time (redirected, or captured by pytest)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
 
 
-def configure_logging(level):
+def make_handler(log_format):
     handler = _Handler()
-    handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(ContextFilter())
+    return handler
+
+
+def configure_logging(level, log_format="json"):
     root = logging.getLogger()
-    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Handler)] + [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Handler)] + [make_handler(log_format)]
     root.setLevel(level)
-    # pika narrates every connection step at INFO.
-    logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
+    # pika narrates every connection step, and logs each failure with a traceback that the
+    # relay, consumer and health check already report in one line of their own.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

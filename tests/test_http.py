@@ -1,5 +1,7 @@
 """HTTP behaviour shared by every endpoint: paths, errors, limits, request ids, headers, docs."""
 
+import json
+
 import pytest
 
 from helpers import closed_port_url, make_app, place_order
@@ -116,12 +118,42 @@ def test_errors_carry_the_request_id_too(client):
     assert client.get("/nope", headers={"X-Request-ID": "trace-me"}).headers["X-Request-ID"] == "trace-me"
 
 
-def test_log_lines_carry_the_request_id(database, alice, capfd):
+def json_log_lines(capfd):
+    return [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+
+
+def test_log_lines_are_json_with_the_request_id(database, alice, capfd):
     # With its Redis down the app logs a warning while serving the request.
     app = make_app(REDIS_URL=closed_port_url("redis", "/0"))
     app.test_client().get("/users/me", headers={**alice["headers"], "X-Request-ID": "log-me"})
-    log_lines = capfd.readouterr().err.splitlines()
-    assert any("[log-me]" in line and "blocklist unavailable" in line for line in log_lines)
+    lines = [line for line in json_log_lines(capfd) if line.get("request_id") == "log-me"]
+    warning = next(line for line in lines if "blocklist unavailable" in line["message"])
+    assert warning["level"] == "WARNING"
+    assert warning["logger"] == "orders_app.auth.tokens"
+    assert warning["time"].endswith("+00:00")
+
+
+def test_every_request_is_logged_once_with_its_outcome(client, alice, capfd):
+    order = place_order(client, alice["headers"])
+    capfd.readouterr()
+    client.get(f"/orders/{order['id']}/", headers={**alice["headers"], "X-Request-ID": "read-1"})
+    [line] = [line for line in json_log_lines(capfd) if line["logger"] == "orders_app.requests"]
+    assert line["method"] == "GET" and line["status"] == 200
+    assert line["path"] == f"/orders/{order['id']}/"
+    assert line["request_id"] == "read-1"
+    assert line["order_id"] == order["id"]  # from the path
+    assert line["duration_ms"] >= 0
+
+
+def test_creating_an_order_logs_its_id(client, alice, capfd):
+    order = place_order(client, alice["headers"], **{"X-Request-ID": "create-1"})
+    created = [line for line in json_log_lines(capfd) if line["message"] == f"Order {order['id']} created"]
+    assert created[0]["order_id"] == order["id"] and created[0]["request_id"] == "create-1"
+
+
+def test_logs_can_be_plain_text(database, capfd):
+    make_app(LOG_FORMAT="text").test_client().get("/health", headers={"X-Request-ID": "text-1"})
+    assert "INFO orders_app.requests [request text-1, order None] GET /health 200" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("path", ["/health", "/nope", "/users/me", "/openapi.json"])

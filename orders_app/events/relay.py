@@ -92,7 +92,7 @@ class Relay:
 
     def _publish(self, channel, event):
         """Publish one event and wait for the broker's confirm (raises if nacked or unroutable)."""
-        with log_context(event.payload.get("request_id")):
+        with log_context(event.payload.get("request_id"), event.payload.get("order_id")):
             channel.basic_publish(
                 exchange=self.topology.exchange,
                 routing_key=event.event_type,

@@ -1,5 +1,7 @@
 """Order endpoints: thin HTTP wrappers around ``service``."""
 
+import logging
+
 from flask import g, request, url_for
 from flask.views import MethodView
 from marshmallow import RAISE
@@ -15,6 +17,8 @@ from .schemas import (
     OrderSchema,
     OrderStatusChangeSchema,
 )
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("orders", __name__, url_prefix="/orders", description="Placing, reading and changing orders")
 
@@ -38,7 +42,9 @@ class Orders(MethodView):
             request_id=g.request_id,
         )
         response_headers = {"Location": url_for("orders.Order", order_id=order.id)}
-        if not created:
+        if created:
+            log.info("Order %s created", order.id, extra={"order_id": str(order.id)})
+        else:
             response_headers["Idempotent-Replayed"] = "true"
         return order, 201, response_headers
 
