@@ -27,6 +27,10 @@ run: install .env
 test: install
 	$(BIN)/pytest
 
-lint: install
+# Also validates what cannot run here: the Dockerfile (hadolint) and the compose file
+# (Debian's docker-compose: apt-get install --no-install-recommends docker-compose).
+lint: install .env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+	docker-compose config --quiet

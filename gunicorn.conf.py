@@ -8,12 +8,30 @@ worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 1000))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
+# On SIGTERM, workers stop accepting and finish the requests in hand for up to this long.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 30))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
 # No preload: each worker builds its own app, so no connection is shared across a fork.
 preload_app = False
+
+# The app logs every request itself (JSON, with its request id); gunicorn's own lines use the
+# same handler. orders_app.log imports only the standard library, so gevent can still patch it.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {},
+    "handlers": {
+        "service": {
+            "()": "orders_app.log.make_handler",
+            "log_format": os.environ.get("FLASK_LOG_FORMAT", "json"),
+        }
+    },
+    "root": {"handlers": ["service"], "level": os.environ.get("FLASK_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "gunicorn.error": {"handlers": [], "propagate": True},
+        "gunicorn.access": {"handlers": [], "level": "WARNING"},  # the app's request lines replace it
+    },
+}
 
 
 def post_fork(server, worker):

@@ -1,11 +1,18 @@
-"""Entry point: ``python -m consumer`` (configured like the web app, from the environment)."""
+"""Entry point: ``python -m consumer``."""
+
+import argparse
 
 from orders_app import create_app
 
 from .consumer import Consumer
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(
+        prog="python -m consumer",
+        description="Consume new_order events from RabbitMQ and enqueue one RQ job per order, until "
+        "SIGTERM/SIGINT. Configured from the environment, like the web app (see .env.example).",
+    ).parse_args(argv)
     with create_app().app_context():
         consumer = Consumer()
         consumer.stop.install()

@@ -19,7 +19,7 @@ from orders_app.events.messages import schema as event_schema
 from orders_app.events.topology import Topology, connect
 from orders_app.extensions import queue_redis
 from orders_app.jobs import enqueue_process_order
-from orders_app.lifecycle import Backoff, GracefulStop, keep_serving
+from orders_app.lifecycle import Backoff, GracefulStop, Heartbeat, keep_serving
 from orders_app.log import log_context
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,12 @@ class Consumer:
         self.topology = Topology.from_config(self.config)
         self.stop = stop or GracefulStop()
         self.backoff = Backoff(maximum=self.config["RECONNECT_MAX_SECONDS"])
+        self.heartbeat = Heartbeat(self.config["HEARTBEAT_FILE"])
 
     def run(self):
         """Consume until stopped; ride out outages of RabbitMQ and Redis. Needs an app context."""
-        keep_serving(
-            "Consumer", self._consume, self.stop, self.backoff, (AMQPError, redis.RedisError, OSError)
-        )
+        failures = (AMQPError, redis.RedisError, OSError)
+        keep_serving("Consumer", self._consume, self.stop, self.backoff, failures, self.heartbeat)
 
     def _consume(self):
         connection = connect(self.config)
@@ -51,6 +51,7 @@ class Consumer:
             for method, properties, body in channel.consume(
                 self.topology.queue, inactivity_timeout=IDLE_CHECK_SECONDS
             ):
+                self.heartbeat.beat()
                 if method is not None:
                     self.handle(channel, method, properties, body)
                     self.backoff.reset()

@@ -49,6 +49,7 @@ class Defaults:
     RQ_QUEUE = "orders"
     JOB_RETRY_INTERVALS = [2, 10, 30]  # seconds before each of the 3 retries
     RECONNECT_MAX_SECONDS = 30.0
+    HEARTBEAT_FILE = None  # touched by the relay's and consumer's loops, for health checks
     LOG_LEVEL = "INFO"
     LOG_FORMAT = "json"  # or "text", for humans
 

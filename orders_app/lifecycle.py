@@ -6,6 +6,7 @@ import os
 import random
 import select
 import signal
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,26 @@ class Backoff:
         return delay * random.uniform(0.8, 1.2)
 
 
-def keep_serving(name, serve, stop, backoff, failures):
+class Heartbeat:
+    """Touches ``HEARTBEAT_FILE`` (if set) each time a process's loop turns; a container health
+    check reads the file's age (``python -m orders_app.healthcheck file``)."""
+
+    def __init__(self, path):
+        self.path = Path(path) if path else None
+
+    def beat(self):
+        if self.path:
+            self.path.touch()
+
+
+def keep_serving(name, serve, stop, backoff, failures, heartbeat):
     """Call ``serve`` until ``stop`` is requested; when it fails with one of ``failures`` (a
     dependency went away), log, back off and call it again. Never exits because of an outage."""
     while not stop.requested:
         try:
             serve()
         except failures as error:
+            heartbeat.beat()  # alive, and retrying
             delay = backoff.next_delay()
             log.warning(
                 "%s cannot reach a dependency (%s: %s); retrying in %.1f s",

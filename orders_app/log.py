@@ -89,3 +89,5 @@ def configure_logging(level, log_format="json"):
     # pika narrates every connection step, and logs each failure with a traceback that the
     # relay, consumer and health check already report in one line of their own.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
+    # Alembic announces each of its plugins whenever an app is created.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

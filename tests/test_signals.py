@@ -5,16 +5,18 @@ import signal
 import pytest
 from redis import Redis
 from rq import Queue
+from rq.job import JobStatus
 from sqlalchemy import select
 
 from orders_app.extensions import db
-from orders_app.jobs import job_id
+from orders_app.jobs import enqueue_process_order, job_id
 from orders_app.models import OutboxEvent
 
 from helpers import (
     CONSUMER,
     RELAY,
     TEST_REDIS_URL,
+    WORKER,
     TcpProxy,
     add_outbox_rows,
     drain,
@@ -59,3 +61,16 @@ def test_the_consumer_finishes_the_message_in_hand_on_sigterm(client, alice, bro
         slow_redis.stop()
     assert Queue("orders", connection=Redis.from_url(TEST_REDIS_URL)).job_ids == [job_id(order["id"])]
     assert ready_count(broker, topology.queue) == 0  # acked, not handed back
+
+
+def test_the_worker_finishes_the_job_in_hand_on_sigterm(app, client, alice):
+    rq_redis = Redis.from_url(TEST_REDIS_URL)
+    order = place_order(client, alice["headers"])
+    with app.app_context():
+        job = enqueue_process_order(rq_redis, order["id"], "req-warm-shutdown")
+    worker = start_process(WORKER, PROCESSING_DELAY_SECONDS="2")
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, message="the job started")
+    worker.send_signal(signal.SIGTERM)  # mid-job: RQ's warm shutdown
+    assert worker.wait(timeout=20) == 0
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert client.get(f"/orders/{order['id']}/", headers=alice["headers"]).json["processed_at"]

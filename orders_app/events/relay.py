@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
-from ..lifecycle import Backoff, GracefulStop, keep_serving
+from ..lifecycle import Backoff, GracefulStop, Heartbeat, keep_serving
 from ..log import log_context
 from ..models import OutboxEvent
 from .outbox import NOTIFY_CHANNEL
@@ -38,11 +38,12 @@ class Relay:
         self.sweep_seconds = config["RELAY_SWEEP_SECONDS"]
         self.stop = stop or GracefulStop()
         self.backoff = Backoff(maximum=config["RECONNECT_MAX_SECONDS"])
+        self.heartbeat = Heartbeat(config["HEARTBEAT_FILE"])
 
     def run(self):
         """Publish until stopped; ride out outages of PostgreSQL and RabbitMQ. Needs an app context."""
         failures = (SQLAlchemyError, psycopg2.Error, AMQPError, OSError)
-        keep_serving("Relay", self._serve, self.stop, self.backoff, failures)
+        keep_serving("Relay", self._serve, self.stop, self.backoff, failures, self.heartbeat)
 
     def _serve(self):
         try:
@@ -58,6 +59,7 @@ class Relay:
             self.backoff.reset()
             log.info("Relay publishing to exchange %s", self.topology.exchange)
             while not self.stop.requested:
+                self.heartbeat.beat()
                 while self.publish_batch(channel) == self.batch_size and not self.stop.requested:
                     pass
                 if self.stop.wait(self.sweep_seconds, listener):

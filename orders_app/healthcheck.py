@@ -1,0 +1,65 @@
+"""Container health checks, one per kind of process (exit status 0 = healthy):
+
+python -m orders_app.healthcheck url URL            web, rq-dashboard: URL answers 2xx
+python -m orders_app.healthcheck file PATH SECONDS  relay, consumer: heartbeat file fresh
+python -m orders_app.healthcheck rq-worker          worker: registered in Redis, heartbeating
+"""
+
+import argparse
+import os
+import socket
+import sys
+import time
+import urllib.request
+
+TIMEOUT_SECONDS = 3
+
+
+def url_answers(url):
+    with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
+        return 200 <= response.status < 300
+
+
+def file_is_fresh(path, max_age):
+    return time.time() - os.path.getmtime(path) <= max_age
+
+
+def rq_worker_is_registered():
+    """A worker of this host (container) is registered and heartbeating."""
+    from redis import Redis
+    from rq import Worker
+
+    from orders_app.config import Defaults
+
+    connection = Redis.from_url(
+        os.environ.get("REDIS_URL", Defaults.REDIS_URL), socket_timeout=TIMEOUT_SECONDS
+    )
+    return any(worker.hostname == socket.gethostname() for worker in Worker.all(connection=connection))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m orders_app.healthcheck", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    checks = parser.add_subparsers(dest="check", required=True)
+    checks.add_parser("url").add_argument("url")
+    file_check = checks.add_parser("file")
+    file_check.add_argument("path")
+    file_check.add_argument("max_age", type=float)
+    checks.add_parser("rq-worker")
+    args = parser.parse_args(argv)
+    try:
+        if args.check == "url":
+            healthy = url_answers(args.url)
+        elif args.check == "file":
+            healthy = file_is_fresh(args.path, args.max_age)
+        else:
+            healthy = rq_worker_is_registered()
+    except Exception as error:  # any failure to check means "unhealthy"
+        print(f"unhealthy: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print("healthy" if healthy else "unhealthy")
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

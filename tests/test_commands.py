@@ -1,0 +1,86 @@
+"""Every command that docker-compose.yml, the Procfile and the Dockerfile name exists and starts.
+
+Docker cannot run here, so each command of the service's own image is started with ``--help``
+(which imports the code behind it) in this environment, where the same requirements are installed.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from helpers import ROOT
+
+with open(os.path.join(ROOT, "docker-compose.yml")) as compose_file:
+    COMPOSE = yaml.safe_load(compose_file)
+OUR_SERVICES = {name: service for name, service in COMPOSE["services"].items() if "build" in service}
+
+
+def procfile_commands():
+    with open(os.path.join(ROOT, "Procfile")) as procfile:
+        for line in procfile:
+            name, _, command = line.partition(":")
+            yield f"Procfile {name}", shlex.split(command)
+
+
+def compose_commands():
+    for name, service in OUR_SERVICES.items():
+        yield f"compose {name}", service["command"]
+        test = service.get("healthcheck", {}).get("test")
+        if test:
+            yield f"compose {name} healthcheck", test[1:]  # after "CMD"
+
+
+def dockerfile_commands():
+    with open(os.path.join(ROOT, "Dockerfile")) as dockerfile:
+        instructions = dockerfile.read().replace("\\\n", " ").splitlines()
+    for line in instructions:
+        if line.startswith(("CMD ", "HEALTHCHECK ")):
+            keyword = line.split()[0]
+            yield f"Dockerfile {keyword}", json.loads(line.split("CMD", 1)[1])
+
+
+COMMANDS = [*procfile_commands(), *compose_commands(), *dockerfile_commands()]
+
+
+@pytest.mark.parametrize("command", [c for _, c in COMMANDS], ids=[name for name, _ in COMMANDS])
+def test_the_command_exists_and_starts(command):
+    environment = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    expanded = [os.path.expandvars(part) for part in command]
+    result = subprocess.run(
+        [*expanded, "--help"], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "usage" in (result.stdout + result.stderr).lower()
+
+
+def test_every_long_running_service_has_a_healthcheck():
+    for name, service in COMPOSE["services"].items():
+        if name != "migrate":
+            assert service.get("healthcheck", {}).get("test"), name
+
+
+def test_services_start_in_order():
+    depends = {name: service.get("depends_on", {}) for name, service in COMPOSE["services"].items()}
+    assert depends["migrate"] == {
+        dependency: {"condition": "service_healthy"} for dependency in ("postgres", "redis", "rabbitmq")
+    }
+    for name in ("web", "relay", "consumer", "worker"):
+        assert depends[name]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_workers_can_be_scaled():
+    worker = COMPOSE["services"]["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+
+
+def test_no_secret_is_baked_into_the_image():
+    with open(os.path.join(ROOT, "Dockerfile")) as dockerfile:
+        text = dockerfile.read()
+    assert "SECRET" not in text and "PASSWORD" not in text
+    with open(os.path.join(ROOT, ".dockerignore")) as ignore:
+        assert ".env" in ignore.read().split()
