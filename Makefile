@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 # Procfile and test subprocesses find the virtualenv's commands (gunicorn, rq, ...) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test lint install
+.PHONY: run test lint bench install
 
 install: $(VENV)/.installed
 
@@ -34,3 +34,7 @@ lint: install .env
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 	docker-compose config --quiet
+
+# Benchmarks (not part of make test): results in bench/results/, the table in README.md.
+bench: install
+	$(BIN)/python bench/run.py

@@ -5,9 +5,8 @@ import time
 
 import redis
 from flask import current_app
-from rq import Queue, Retry, Worker, get_current_job
+from rq import Queue, Retry, SimpleWorker, get_current_job
 
-from .extensions import db
 from .lifecycle import Backoff, GracefulStop
 from .log import log_context
 from .orders.service import mark_processed
@@ -46,14 +45,15 @@ def process_order(order_id):
             log.info("Order %s was already processed at %s: nothing to do", order_id, order.processed_at)
 
 
-class OrdersWorker(Worker):
-    """RQ's forking worker, in the app context of ``flask worker``."""
+class OrdersWorker(SimpleWorker):
+    """An RQ worker running jobs in its own process, in the app context of ``flask worker``.
+
+    No fork per job: forking, then connecting to PostgreSQL afresh, cost ~40 ms of a ~45 ms job
+    (bench/). The worker's database pool stays warm instead; SIGTERM still lets the job in hand
+    finish (RQ's warm shutdown), and job timeouts still apply (a signal in this process).
+    """
 
     stop_signalled = False
-
-    def main_work_horse(self, job, queue):
-        db.engine.dispose(close=False)  # never share the parent's database connections
-        super().main_work_horse(job, queue)
 
     def request_stop(self, signum, frame):
         self.stop_signalled = True

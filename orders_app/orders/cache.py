@@ -24,13 +24,13 @@ def key(order_id):
 
 
 def read(order_id):
-    """The cached order (deserialized), or ``None`` on a miss or when Redis is unavailable."""
+    """The cached order, as the API's JSON data, or ``None`` on a miss or when Redis is unavailable."""
     try:
         cached = cache_redis.client.get(key(order_id))
     except redis.RedisError as error:
         log.warning("Order cache unavailable, reading order %s from PostgreSQL: %s", order_id, error)
         return None
-    return None if cached is None else _schema.load(json.loads(cached))
+    return None if cached is None else json.loads(cached)
 
 
 def fill(order):

@@ -96,7 +96,7 @@ class OrderStatusChangeSchema(Schema):
 
 
 class OrderSchema(Schema):
-    """An order as the API returns it, and as the cache stores it (loads back losslessly)."""
+    """An order as the API returns it (and as the cache stores it)."""
 
     id = fields.UUID()
     user_id = fields.Integer()

@@ -137,7 +137,8 @@ def purge_expired_idempotency_keys():
 
 
 def get_order(viewer, order_id):
-    """Return ``(order, cache_hit)``: the cached order (a mapping) or the row, which fills the cache."""
+    """Return ``(order, cache_hit)``: the cached order (the API's JSON data) or the row, which
+    fills the cache."""
     cached = cache.read(order_id)
     if cached is not None:
         if not viewer.may_see(cached["user_id"]):
