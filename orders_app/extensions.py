@@ -38,9 +38,9 @@ class ArgumentsParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     """The project's blueprint: auth and error responses declared in one place."""
 
-    # ``json_or_form`` bodies are documented as forms (the OAuth2 token endpoint).
     ARGUMENTS_PARSER = ArgumentsParser()
     RATE_LIMITED = True  # its endpoints can answer 429
+    # ``json_or_form`` bodies are documented as forms (the OAuth2 token endpoint).
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "json_or_form": "application/x-www-form-urlencoded",
