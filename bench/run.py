@@ -161,6 +161,10 @@ def seed():
         )
         cursor.execute("SELECT id, user_id FROM orders")
         orders = [(str(order_id), user_id) for order_id, user_id in cursor.fetchall()]
+    # As autovacuum would have done to a table in steady state (statistics, visibility map).
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
     connection.close()
     tokens = mint_tokens(range(1, USERS + 1))
     random.Random(7).shuffle(orders)
