@@ -14,10 +14,10 @@ import time
 
 import psycopg2
 import redis
-from run import DATABASE_URL, ENV, REDIS_URL, mint_tokens
+from run import DATABASE_URL, ENV, REDIS_URL, ROOT, mint_tokens
 
 os.environ.update({**ENV, "FLASK_LOG_LEVEL": "WARNING"})
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(ROOT))  # run as a script from bench/: make the service importable
 
 from orders_app import create_app  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Flask CLI commands: ``flask prestart`` and ``flask create-admin``."""
+"""Flask CLI commands: prestart, create-admin, purge-idempotency-keys, relay and worker."""
 
 from urllib.parse import urlsplit
 

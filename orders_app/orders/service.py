@@ -91,7 +91,7 @@ def create_order(viewer, items, claimed_total=None, idempotency_key=None, reques
     order = Order(user_id=viewer.user_id, items=stored_items, total_price=total, status=OrderStatus.PENDING)
     db.session.add(order)
     db.session.flush()
-    request_hash = _request_hash(stored_items)
+    request_hash = _request_hash(stored_items) if idempotency_key else None
     if idempotency_key is None or _claim_key(viewer.user_id, idempotency_key, request_hash, order):
         add_new_order_event(order, request_id)
         db.session.commit()
