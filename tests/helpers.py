@@ -5,12 +5,14 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import jwt
 import pika
@@ -28,7 +30,8 @@ TEST_DATABASE_URL = psycopg2_url(
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
-TEST_EVENTS_NAMESPACE = "test."
+# Each run of the suite may take names of its own, so that two checkouts can test side by side.
+TEST_EVENTS_NAMESPACE = os.environ.get("TEST_EVENTS_NAMESPACE", "test.")
 PASSWORD = "correct horse battery"
 
 
@@ -170,15 +173,20 @@ def wait_for(condition, timeout=15.0, interval=0.05, message="condition"):
 
 
 class TcpProxy:
-    """A local port forwarding to a real service that a test can close and open again.
+    """A local port forwarding to the server of ``url`` that a test can close, reset and open again.
 
     Closed, its port refuses connections and the open ones are cut: the service went away.
+    ``reset()`` aborts the open connections with a TCP RST and keeps accepting new ones.
     With ``latency`` (seconds) every chunk sent to the service is held that long: a slow service.
+    ``url`` is the same URL, pointing at the proxy.
     """
 
-    def __init__(self, target_port, latency=0.0):
-        self.target = ("127.0.0.1", target_port)
+    def __init__(self, url, latency=0.0):
+        parts = urlsplit(url)
+        self.target = (parts.hostname, parts.port)
         self.port = free_port()
+        netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{self.port}")
+        self.url = parts._replace(netloc=netloc).geturl()
         self.latency = latency
         self._server = None
         self._connections = []
@@ -196,6 +204,15 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+    def reset(self):
+        """Abort every open connection with a TCP RST (SO_LINGER 0); new ones are still accepted."""
+        with self._lock:
+            sockets, self._connections = self._connections, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
 
     def _accept(self, server):
         while True:

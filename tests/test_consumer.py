@@ -8,9 +8,17 @@ from rq.job import Job
 from consumer.consumer import Consumer
 from orders_app.jobs import job_id
 
-from helpers import TEST_REDIS_URL, TcpProxy, event_for, place_order, publish, ready_count, running, wait_for
-
-REDIS_PORT = 6379
+from helpers import (
+    TEST_RABBITMQ_URL,
+    TEST_REDIS_URL,
+    TcpProxy,
+    event_for,
+    place_order,
+    publish,
+    ready_count,
+    running,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -82,9 +90,9 @@ def test_redis_down_leaves_the_message_unacked_until_redis_is_back(
     client, alice, broker, topology, rq_redis, caplog
 ):
     order = place_order(client, alice["headers"])
-    redis_proxy = TcpProxy(REDIS_PORT)  # closed: Redis is unreachable for the consumer
+    redis_proxy = TcpProxy(TEST_REDIS_URL)  # closed: Redis is unreachable for the consumer
     publish(broker, topology, event_for(order))
-    with running(Consumer, REDIS_URL=f"redis://127.0.0.1:{redis_proxy.port}/15"):
+    with running(Consumer, REDIS_URL=redis_proxy.url):
         # The consumer takes the message, cannot enqueue, and gives it back: never acked.
         wait_for(
             lambda: "ConnectionError" in caplog.text and ready_count(broker, topology.queue) == 1,
@@ -101,9 +109,9 @@ def test_redis_down_leaves_the_message_unacked_until_redis_is_back(
 
 
 def test_the_consumer_reconnects_after_the_broker_goes_away(client, alice, broker, topology, rq_redis):
-    broker_proxy = TcpProxy(5672).start()
+    broker_proxy = TcpProxy(TEST_RABBITMQ_URL).start()
     first, second = place_order(client, alice["headers"]), place_order(client, alice["headers"])
-    with running(Consumer, RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:{broker_proxy.port}/%2F"):
+    with running(Consumer, RABBITMQ_URL=broker_proxy.url):
         publish(broker, topology, event_for(first))
         wait_for(lambda: job_id(first["id"]) in jobs_in(rq_redis), message="the first job")
         broker_proxy.stop()  # the broker "restarts": connections cut, port closed

@@ -89,8 +89,8 @@ def test_the_timer_sweep_publishes_an_event_whose_notification_was_missed(app, b
 def test_orders_are_accepted_while_the_broker_is_down_and_published_once_it_is_back(
     database, alice, broker, topology
 ):
-    broker_proxy = TcpProxy(5672)  # closed: nothing listens on its port yet
-    broker_url = TEST_RABBITMQ_URL.replace(":5672", f":{broker_proxy.port}")
+    broker_proxy = TcpProxy(TEST_RABBITMQ_URL)  # closed: nothing listens on its port yet
+    broker_url = broker_proxy.url
     web = make_app(RABBITMQ_URL=closed_port_url("amqp", "/%2F")).test_client()
     order = place_order(web, alice["headers"])  # 201: the request never waits for RabbitMQ
     with running(Relay, RABBITMQ_URL=broker_url):

@@ -48,8 +48,8 @@ def test_the_relay_finishes_its_batch_and_exits_on_a_signal(app, broker, topolog
 
 def test_the_consumer_finishes_the_message_in_hand_on_sigterm(client, alice, broker, topology):
     # Redis behind a slow link: enqueueing takes seconds, so SIGTERM arrives mid-message.
-    slow_redis = TcpProxy(6379, latency=0.5).start()
-    consumer = start_process(CONSUMER, REDIS_URL=f"redis://127.0.0.1:{slow_redis.port}/15")
+    slow_redis = TcpProxy(TEST_REDIS_URL, latency=0.5).start()
+    consumer = start_process(CONSUMER, REDIS_URL=slow_redis.url)
     try:
         wait_for(lambda: broker.queue_declare(topology.queue, passive=True).method.consumer_count == 1)
         order = place_order(client, alice["headers"])
