@@ -20,9 +20,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	sed "s|^JWT_SECRET_KEY=.*|JWT_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')|" .env.example > $@
 	@echo "Wrote .env (from .env.example, with a new random JWT_SECRET_KEY)"
 
+# The real environment wins over .env: `dotenv run --no-override` fills in only what is unset,
+# and honcho gets no env file (it would load .env over the environment).
+WITH_DOTENV := $(BIN)/dotenv --file .env run --no-override
+
 run: install .env
-	$(BIN)/flask --app orders_app prestart
-	$(BIN)/honcho start
+	$(WITH_DOTENV) $(BIN)/flask --app orders_app prestart
+	$(WITH_DOTENV) $(BIN)/honcho start --env /dev/null
 
 test: install
 	$(BIN)/pytest

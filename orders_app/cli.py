@@ -1,4 +1,4 @@
-"""Flask CLI commands: prestart, create-admin, purge-idempotency-keys, relay and worker."""
+"""Flask CLI commands: prestart, create-admin, purge-idempotency-keys, reconcile, relay and worker."""
 
 from urllib.parse import urlsplit
 
@@ -19,6 +19,7 @@ from .health import check_rabbitmq, check_redis
 from .jobs import run_worker
 from .models import User
 from .orders.service import purge_expired_idempotency_keys
+from .reconciler import reconcile as reconcile_orders
 
 HOW_TO_START = {
     "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
@@ -98,6 +99,16 @@ def purge_idempotency_keys():
     click.echo(f"Deleted {purge_expired_idempotency_keys()} expired idempotency keys")
 
 
+@click.command("reconcile")
+@with_appcontext
+def reconcile():
+    """Give overdue unprocessed orders their job again, once (the relay does it periodically)."""
+    repaired = reconcile_orders()
+    if repaired is None:
+        raise click.ClickException("Another process is reconciling right now; try again shortly")
+    click.echo(f"Gave {repaired} orders their job again")
+
+
 @click.command("relay")
 @with_appcontext
 def relay():
@@ -115,5 +126,5 @@ def worker():
 
 
 def init_app(app):
-    for command in (prestart, create_admin, purge_idempotency_keys, relay, worker):
+    for command in (prestart, create_admin, purge_idempotency_keys, reconcile, relay, worker):
         app.cli.add_command(command)

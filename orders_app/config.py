@@ -48,6 +48,12 @@ class Defaults:
     CONSUMER_PREFETCH = 20
     RQ_QUEUE = "orders"
     JOB_RETRY_INTERVALS = [2, 10, 30]  # seconds before each of the 3 retries
+    JOB_TIMEOUT_SECONDS = 30  # a process_order run taking longer is stopped (and retried)
+    # A started job not finished this long after its timeout belongs to a worker that died.
+    JOB_ABANDONED_GRACE_SECONDS = 10
+    # The reconciler (in the relay's loop): orders unprocessed this long get their job again.
+    RECONCILE_AFTER_SECONDS = 60
+    RECONCILE_INTERVAL_SECONDS = 30
     RECONNECT_MAX_SECONDS = 30.0
     HEARTBEAT_FILE = None  # touched by the relay's and consumer's loops, for health checks
     LOG_LEVEL = "INFO"

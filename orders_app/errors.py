@@ -5,14 +5,28 @@ flask-smorest renders every ``HTTPException`` (404, 405, 413, 422, 500...) as
 and the JWT handlers give flask-jwt-extended's failures the same body with 401.
 """
 
+import logging
 from http import HTTPStatus
 
 import flask_smorest
 from flask import jsonify
 from flask_smorest import etag
 from flask_smorest.pagination import PaginationMetadataSchema
+from sqlalchemy import exc as sqlalchemy_errors
+
+log = logging.getLogger(__name__)
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# Seconds a client should wait before retrying while a dependency is unreachable.
+RETRY_AFTER_SECONDS = 2
+RETRY_LATER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+# PostgreSQL unreachable, restarting, or the connection cut mid-request; a full pool too.
+DATABASE_OUTAGES = (
+    sqlalchemy_errors.OperationalError,
+    sqlalchemy_errors.InterfaceError,
+    sqlalchemy_errors.DisconnectionError,
+    sqlalchemy_errors.TimeoutError,
+)
 
 
 class Api(flask_smorest.Api):
@@ -61,10 +75,18 @@ def error_response(code, message, headers=None, errors=None):
     return jsonify(body), code, headers or {}
 
 
-def register_service_error_handler(app):
+def register_service_error_handlers(app):
     @app.errorhandler(ServiceError)
     def service_error(error):
         return error_response(error.status_code, error.message, errors=error.errors)
+
+    for outage in DATABASE_OUTAGES:
+        app.register_error_handler(outage, database_unavailable)
+
+
+def database_unavailable(error):
+    log.warning("PostgreSQL unavailable: %s: %s", type(error).__name__, str(error).splitlines()[0])
+    return error_response(503, "The database is unavailable; retry shortly", RETRY_LATER)
 
 
 def unauthorized(message):

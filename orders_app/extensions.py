@@ -40,6 +40,7 @@ class Blueprint(flask_smorest.Blueprint):
 
     ARGUMENTS_PARSER = ArgumentsParser()
     RATE_LIMITED = True  # its endpoints can answer 429
+    USES_DATABASE = True  # its endpoints answer 503 while PostgreSQL is unreachable
     # ``json_or_form`` bodies are documented as forms (the OAuth2 token endpoint).
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
@@ -51,13 +52,15 @@ class Blueprint(flask_smorest.Blueprint):
         self._prepare_doc_cbks.append(self._prepare_common_errors_doc)
 
     def _prepare_common_errors_doc(self, doc, _doc_info, **_kwargs):
-        """Document the answers any endpoint may give: bad or oversized bodies, rate limits."""
+        """Document the answers any endpoint may give: bad or oversized bodies, rate limits, outages."""
         responses = doc.setdefault("responses", {})
         if "requestBody" in doc:
             responses.setdefault(400, HTTPStatus.BAD_REQUEST.name)
             responses.setdefault(413, HTTPStatus.REQUEST_ENTITY_TOO_LARGE.name)
         if self.RATE_LIMITED:
             responses.setdefault(429, HTTPStatus.TOO_MANY_REQUESTS.name)
+        if self.USES_DATABASE:
+            responses.setdefault(503, HTTPStatus.SERVICE_UNAVAILABLE.name)
         return doc
 
     def _prepare_etag_doc(self, doc, doc_info, **kwargs):

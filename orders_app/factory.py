@@ -9,7 +9,7 @@ from . import cli, http, protection
 from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
 from .config import load_config
-from .errors import register_jwt_error_handlers, register_service_error_handler
+from .errors import register_jwt_error_handlers, register_service_error_handlers
 from .extensions import (
     SECURITY_SCHEME,
     Blueprint,
@@ -43,7 +43,7 @@ def create_app(overrides=None):
     jwt.init_app(app)
     jwt.token_in_blocklist_loader(is_revoked)
     register_jwt_error_handlers(jwt)
-    register_service_error_handler(app)
+    register_service_error_handlers(app)
     http.init_app(app)
     protection.trust_proxies(app)
     cors.init_app(app, **protection.cors_options(app.config))

@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness")
 blp.RATE_LIMITED = False
+blp.USES_DATABASE = False  # /health/ready documents its own 503
 
 
 class HealthSchema(Schema):

@@ -2,7 +2,7 @@
 
 python -m orders_app.healthcheck url URL            web, rq-dashboard: URL answers 2xx
 python -m orders_app.healthcheck file PATH SECONDS  relay, consumer: heartbeat file fresh
-python -m orders_app.healthcheck rq-worker          worker: registered in Redis, heartbeating
+python -m orders_app.healthcheck rq-worker          worker: registered in Redis, and PostgreSQL answers
 """
 
 import argparse
@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 import urllib.request
+from contextlib import closing
 
 TIMEOUT_SECONDS = 3
 
@@ -24,8 +25,10 @@ def file_is_fresh(path, max_age):
     return time.time() - os.path.getmtime(path) <= max_age
 
 
-def rq_worker_is_registered():
-    """A worker of this host (container) is registered and heartbeating."""
+def rq_worker_can_work():
+    """A worker of this host (container) is registered (its registration expires without
+    heartbeats), and PostgreSQL answers: without it the worker cannot do its job."""
+    import psycopg2
     from redis import Redis
     from rq import Worker
 
@@ -34,7 +37,13 @@ def rq_worker_is_registered():
     connection = Redis.from_url(
         os.environ.get("REDIS_URL", Defaults.REDIS_URL), socket_timeout=TIMEOUT_SECONDS
     )
-    return any(worker.hostname == socket.gethostname() for worker in Worker.all(connection=connection))
+    if not any(worker.hostname == socket.gethostname() for worker in Worker.all(connection=connection)):
+        return False
+    database_url = os.environ.get("DATABASE_URL", Defaults.SQLALCHEMY_DATABASE_URI)
+    dsn = database_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    with closing(psycopg2.connect(dsn, connect_timeout=TIMEOUT_SECONDS)) as database:
+        database.cursor().execute("SELECT 1")
+    return True
 
 
 def main(argv=None):
@@ -53,7 +62,7 @@ def main(argv=None):
         elif args.check == "file":
             healthy = file_is_fresh(args.path, args.max_age)
         else:
-            healthy = rq_worker_is_registered()
+            healthy = rq_worker_can_work()
     except Exception as error:  # any failure to check means "unhealthy"
         print(f"unhealthy: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

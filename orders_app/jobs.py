@@ -7,6 +7,7 @@ import redis
 from flask import current_app
 from rq import Queue, Retry, SimpleWorker, get_current_job
 
+from .extensions import db
 from .lifecycle import Backoff, GracefulStop
 from .log import log_context
 from .orders.service import mark_processed
@@ -27,18 +28,26 @@ def enqueue_process_order(connection, order_id, request_id):
         str(order_id),
         job_id=job_id(order_id),
         unique=True,
+        job_timeout=config["JOB_TIMEOUT_SECONDS"],
         retry=Retry(max=3, interval=config["JOB_RETRY_INTERVALS"]),
         meta={"request_id": request_id},
     )
 
 
 def process_order(order_id):
-    """Process an order: takes ``PROCESSING_DELAY_SECONDS``, then sets ``processed_at`` once."""
+    """Process an order: takes ``PROCESSING_DELAY_SECONDS``, then sets ``processed_at`` once.
+
+    The database session is removed after every run, whatever its outcome: a connection lost
+    mid-transaction must not leave the next job a session that only raises ``PendingRollbackError``.
+    """
     job = get_current_job()
     with log_context(job.meta.get("request_id") if job else None, order_id):
-        log.info("Processing order %s", order_id)
-        time.sleep(current_app.config["PROCESSING_DELAY_SECONDS"])
-        order, processed_now = mark_processed(order_id)
+        try:
+            log.info("Processing order %s", order_id)
+            time.sleep(current_app.config["PROCESSING_DELAY_SECONDS"])
+            order, processed_now = mark_processed(order_id)
+        finally:
+            db.session.remove()
         if processed_now:
             print(f"Order {order_id} processed", flush=True)
         else:
@@ -58,6 +67,16 @@ class OrdersWorker(SimpleWorker):
     def request_stop(self, signum, frame):
         self.stop_signalled = True
         super().request_stop(signum, frame)
+
+    def get_heartbeat_ttl(self, job, working_time=0.0):
+        """How long a started job stays "running" in RQ's started registry without a heartbeat.
+
+        A job run in this process cannot outlive its timeout (RQ stops it with SIGALRM), so a job
+        still started shortly after that belongs to a worker that died (SIGKILL, a lost host): RQ's
+        registry maintenance (``StartedJobRegistry.cleanup``, which the reconciler runs) then retries
+        it. RQ's own margin for this, a minute, suits forked work horses that heartbeat while working.
+        """
+        return int(job.timeout) + current_app.config["JOB_ABANDONED_GRACE_SECONDS"]
 
 
 def run_worker():

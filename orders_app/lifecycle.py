@@ -6,6 +6,7 @@ import os
 import random
 import select
 import signal
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,21 @@ class Backoff:
         delay = self._next
         self._next = min(self._next * 2, self.maximum)
         return delay * random.uniform(0.8, 1.2)
+
+
+class Every:
+    """``due()`` is true once per ``seconds`` (the first time at once): a periodic task in a loop."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self._next = time.monotonic()
+
+    def due(self):
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.seconds
+        return True
 
 
 class Heartbeat:

@@ -57,6 +57,8 @@ class Order(db.Model):
 
 # A user's orders, newest first.
 Index("ix_orders_user_id_created_at", Order.user_id, Order.created_at.desc())
+# The reconciler's work list: orders not processed yet, oldest first.
+Index("ix_orders_unprocessed", Order.created_at, Order.id, postgresql_where=Order.processed_at.is_(None))
 
 
 class IdempotencyKey(db.Model):

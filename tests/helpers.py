@@ -212,7 +212,8 @@ class TcpProxy:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
+                sock.shutdown(socket.SHUT_RD)  # wakes the pump blocked on it; sends nothing
+            sock.close()  # the last reference gone, the kernel answers the peer with a RST
 
     def _accept(self, server):
         while True:

@@ -13,7 +13,7 @@ from consumer.consumer import Consumer
 from orders_app.events.relay import Relay
 from orders_app.healthcheck import main
 
-from helpers import TEST_REDIS_URL, closed_port_url, make_app, running, wait_for
+from helpers import TEST_DATABASE_URL, TEST_REDIS_URL, closed_port_url, make_app, running, wait_for
 
 
 @pytest.fixture
@@ -41,11 +41,15 @@ def test_file_check(tmp_path):
 
 def test_rq_worker_check(database, monkeypatch):
     monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.setenv("DATABASE_URL", TEST_DATABASE_URL)
     assert main(["rq-worker"]) == 1
     worker = Worker(["orders"], connection=Redis.from_url(TEST_REDIS_URL))
     worker.register_birth()
     try:
         assert main(["rq-worker"]) == 0
+        # Registered, but PostgreSQL is unreachable: the worker cannot do its job.
+        monkeypatch.setenv("DATABASE_URL", closed_port_url("postgresql", "/orders"))
+        assert main(["rq-worker"]) == 1
     finally:
         worker.register_death()
 

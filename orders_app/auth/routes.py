@@ -6,7 +6,7 @@ from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import BEARER_CHALLENGE
+from ..errors import BEARER_CHALLENGE, RETRY_LATER
 from ..extensions import Blueprint, db, limiter
 from ..models import User
 from ..protection import configured_limit
@@ -66,7 +66,7 @@ def logout():
     try:
         tokens.revoke(get_jwt())
     except redis.RedisError:
-        abort(503, message="Cannot revoke the token right now; try again shortly")
+        abort(503, message="Cannot revoke the token right now; try again shortly", headers=RETRY_LATER)
 
 
 @blp.route("/users/me", methods=["GET"])

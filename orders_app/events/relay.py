@@ -5,6 +5,10 @@ missed notification never loses an event). Each batch is claimed with ``FOR UPDA
 so several relays share the work without doing any twice, and an event is marked published
 only after the broker confirmed it. Delivery is at least once: a crash between the confirm and
 the commit publishes that event again, and the consumer side is idempotent.
+
+The relay's loop also runs the reconciler (``orders_app.reconciler``) every
+``RECONCILE_INTERVAL_SECONDS``: it is the one process every deployment runs that talks to
+PostgreSQL on a timer.
 """
 
 import json
@@ -13,6 +17,7 @@ from contextlib import closing
 
 import pika
 import psycopg2
+import redis
 from flask import current_app
 from pika.exceptions import AMQPError
 from psycopg2 import sql
@@ -20,9 +25,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
-from ..lifecycle import Backoff, GracefulStop, Heartbeat, keep_serving
+from ..lifecycle import Backoff, Every, GracefulStop, Heartbeat, keep_serving
 from ..log import log_context
 from ..models import OutboxEvent
+from ..reconciler import reconcile
 from .outbox import NOTIFY_CHANNEL
 from .topology import Topology, connect
 
@@ -39,6 +45,7 @@ class Relay:
         self.stop = stop or GracefulStop()
         self.backoff = Backoff(maximum=config["RECONNECT_MAX_SECONDS"])
         self.heartbeat = Heartbeat(config["HEARTBEAT_FILE"])
+        self.reconciling = Every(config["RECONCILE_INTERVAL_SECONDS"])
 
     def run(self):
         """Publish until stopped; ride out outages of PostgreSQL and RabbitMQ. Needs an app context."""
@@ -62,10 +69,20 @@ class Relay:
                 self.heartbeat.beat()
                 while self.publish_batch(channel) == self.batch_size and not self.stop.requested:
                     pass
+                if self.reconciling.due():
+                    self._reconcile()
                 if self.stop.wait(self.sweep_seconds, listener):
                     listener.poll()
                     listener.notifies.clear()
                 connection.process_data_events()  # answer the broker's heartbeats
+
+    @staticmethod
+    def _reconcile():
+        """Run the reconciler; Redis being down skips a round and never stops the publishing."""
+        try:
+            reconcile()
+        except redis.RedisError as error:
+            log.warning("Reconciler skipped a round, Redis is unavailable: %s", error)
 
     def _listen(self):
         """A dedicated autocommit PostgreSQL session that receives the outbox notifications."""

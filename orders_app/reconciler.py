@@ -1,0 +1,92 @@
+"""The reconciler: gives an order its job again when a fault lost it.
+
+PostgreSQL is the source of truth; Redis (RQ's queues and registries) is not. A Redis restart
+without persistence loses queued jobs, a worker killed mid-job leaves its job "started" forever,
+and a job that exhausted its retries sits in the failed registry. Every
+``RECONCILE_INTERVAL_SECONDS`` the relay's loop runs ``reconcile``: each order still unprocessed
+``RECONCILE_AFTER_SECONDS`` after it was created whose job is not queued, scheduled or running
+gets its job again, under the same unique id.
+
+Several relays may run it at once: a transaction-scoped PostgreSQL advisory lock lets one of them
+reconcile at a time and the others skip that round.
+"""
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from rq import Queue
+from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from sqlalchemy import func, select, tuple_
+
+from .extensions import db, queue_redis
+from .jobs import enqueue_process_order, job_id
+from .log import log_context
+from .models import Order
+
+log = logging.getLogger(__name__)
+
+# pg_try_advisory_xact_lock's key: any constant the service uses for nothing else.
+ADVISORY_LOCK_KEY = 0x0DE5_5EC0
+# A job in one of these states will run (again) without help.
+PENDING_STATES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+BATCH_SIZE = 500
+
+
+def reconcile():
+    """Repair every overdue unprocessed order's job; return how many were repaired, or ``None``
+    when another process holds the reconciler's lock. Needs an app context.
+
+    Raises ``redis.RedisError`` or ``sqlalchemy.exc.SQLAlchemyError`` when a dependency is down.
+    """
+    connection = queue_redis.client
+    queue = Queue(current_app.config["RQ_QUEUE"], connection=connection)
+    try:
+        if not db.session.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY))):
+            return None
+        # RQ's own maintenance first: a started job whose worker died goes back to the queue
+        # (a retry) or, without retries left, to the failed registry, where it is repaired below.
+        StartedJobRegistry(queue=queue).cleanup()
+        return sum(_repair(queue, order_id) for order_id in _overdue_orders())
+    finally:
+        db.session.rollback()  # reads only; ends the transaction and releases the lock
+
+
+def _overdue_orders():
+    """Ids of orders unprocessed for ``RECONCILE_AFTER_SECONDS``, oldest first, read in batches
+    (keyset pagination on the ``ix_orders_unprocessed`` partial index)."""
+    grace = timedelta(seconds=current_app.config["RECONCILE_AFTER_SECONDS"])
+    overdue = Order.processed_at.is_(None) & (Order.created_at < func.now() - grace)
+    last = None
+    while True:
+        query = select(Order.created_at, Order.id).where(overdue)
+        if last is not None:
+            query = query.where(tuple_(Order.created_at, Order.id) > last)
+        rows = db.session.execute(query.order_by(Order.created_at, Order.id).limit(BATCH_SIZE)).all()
+        yield from (order_id for _, order_id in rows)
+        if len(rows) < BATCH_SIZE:
+            return
+        last = tuple(rows[-1])
+
+
+def _repair(queue, order_id):
+    """Give the order its job again unless the job will run anyway; return 1 if repaired."""
+    job = Job.fetch_many([job_id(order_id)], connection=queue.connection)[0]
+    state = job.get_status(refresh=False) if job is not None else None
+    if state in PENDING_STATES:
+        return 0
+    with log_context(order_id=str(order_id)):
+        if job is not None:
+            job.delete()  # finished, failed, stopped or canceled: a fresh run with fresh retries
+        try:
+            enqueue_process_order(queue.connection, order_id, request_id=None)
+        except DuplicateJobError:  # the consumer enqueued it meanwhile
+            return 0
+        log.warning(
+            "Reconciled order %s: unprocessed and its job was %s; enqueued it again",
+            order_id,
+            state.value if state else "missing",
+        )
+    return 1

@@ -1,0 +1,159 @@
+"""`make run` itself, as a newcomer starts it: the exported environment wins over `.env`.
+
+The repository is copied to a temporary directory (sharing this checkout's virtualenv) whose
+`.env` points every service somewhere wrong. `make run` is started as its own process group with
+the real settings exported, must serve and process an order on them, and must stop entirely on
+SIGTERM.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from test_pipeline import Stack
+
+from helpers import (
+    PASSWORD,
+    ROOT,
+    TEST_DATABASE_URL,
+    TEST_EVENTS_NAMESPACE,
+    TEST_RABBITMQ_URL,
+    TEST_REDIS_URL,
+    closed_port_url,
+    free_port,
+    wait_for,
+)
+
+DATABASE_URL = make_url(TEST_DATABASE_URL).set(database=make_url(TEST_DATABASE_URL).database + "_make_run")
+WRONG_DATABASE = make_url(TEST_DATABASE_URL).database + "_from_dotenv"
+HOSTILE_DOTENV = f"""\
+DATABASE_URL=postgresql://postgres@127.0.0.1:5432/{WRONG_DATABASE}
+REDIS_URL={closed_port_url("redis", "/0")}
+RABBITMQ_URL={closed_port_url("amqp", "/%2F")}
+JWT_SECRET_KEY=dotenv-secret-that-is-long-enough-0123456789abcdef
+PROCESSING_DELAY_SECONDS=30
+"""
+
+
+def drop_databases(*names):
+    """Drop the databases; return which of them existed."""
+    admin = create_engine(DATABASE_URL.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    existed = []
+    with admin.connect() as connection:
+        for name in names:
+            query = text("SELECT 1 FROM pg_database WHERE datname = :name")
+            existed.append(bool(connection.scalar(query, {"name": name})))
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+    return existed
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A copy of the repository's files, its virtualenv shared, its `.env` hostile."""
+    copy = tmp_path / "checkout"
+    listing = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]  # not .env, not .venv
+    tracked = subprocess.run(listing, cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in tracked.stdout.splitlines():
+        if os.path.exists(os.path.join(ROOT, name)):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), copy / name)  # mtimes kept: no reinstall
+    (copy / ".env").write_text(HOSTILE_DOTENV)
+    return copy
+
+
+def descendants(pid):
+    """Every live process below ``pid``."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, checkout, tmp_path):
+    drop_databases(DATABASE_URL.database, WRONG_DATABASE)
+    port = free_port()
+    venv = Path(sys.executable).parent.parent
+    environment = {
+        **os.environ,
+        "DATABASE_URL": DATABASE_URL.render_as_string(hide_password=False),
+        "REDIS_URL": TEST_REDIS_URL,
+        "RABBITMQ_URL": TEST_RABBITMQ_URL,
+        "PROCESSING_DELAY_SECONDS": "0",
+        "FLASK_EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
+        "FLASK_PASSWORD_HASH_TIME_COST": "1",
+        "FLASK_PASSWORD_HASH_MEMORY_COST": "1024",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "RQ_DASHBOARD_PORT": str(free_port()),
+    }
+    environment.pop("PYTHON_DOTENV_DISABLED", None)  # conftest's: make run must read .env as users do
+    log = tmp_path / "make-run.log"
+    make = subprocess.Popen(
+        ["make", "run", f"VENV={venv}"],
+        cwd=checkout,
+        env=environment,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a process group of its own, as in a terminal
+    )
+    stack = Stack(f"http://127.0.0.1:{port}", {"make": log})
+    processes = []
+    try:
+
+        def serving():
+            assert make.poll() is None, f"make run exited:\n{log.read_text()}"
+            return stack.ready()
+
+        wait_for(serving, timeout=60, message="make run serving")
+        wait_for(lambda: "Consuming queue" in log.read_text(), message="the consumer")
+        processes = descendants(make.pid)
+        assert stack.call("POST", "/register/", {"email": "run@example.com", "password": PASSWORD})[0] == 201
+        form = {"username": "run@example.com", "password": PASSWORD}
+        status, tokens = stack.call("POST", "/token", form=form)
+        assert status == 200
+        auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+        items = [{"name": "Tea", "quantity": 1, "price": "2.50"}]
+        status, order = stack.call("POST", "/orders/", {"items": items}, headers=auth)
+        assert status == 201
+        wait_for(
+            lambda: stack.call("GET", f"/orders/{order['id']}/", headers=auth)[1]["processed_at"],
+            timeout=20,
+            message="the order processed",
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # unless it already ended
+            os.killpg(make.pid, signal.SIGTERM)
+        make.wait(timeout=40)
+    assert len(processes) >= 6, "honcho and the five processes of the Procfile, at least"
+    wait_for(
+        lambda: not any(alive(pid) for pid in processes),
+        timeout=30,
+        message=f"every process to exit; the output:\n{log.read_text()[-3000:]}",
+    )
+    # make run created and migrated the exported database, and never touched the one in .env.
+    assert drop_databases(DATABASE_URL.database, WRONG_DATABASE) == [True, False]

@@ -1,0 +1,187 @@
+"""The reconciler: orders whose job a fault lost get it again, against real PostgreSQL and Redis."""
+
+import logging
+import signal
+
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from sqlalchemy import create_engine, select, text
+
+from orders_app.events.relay import Relay
+from orders_app.extensions import db
+from orders_app.jobs import enqueue_process_order, job_id
+from orders_app.models import Order
+from orders_app.reconciler import ADVISORY_LOCK_KEY, reconcile
+
+from helpers import (
+    TEST_DATABASE_URL,
+    TEST_REDIS_URL,
+    WORKER,
+    closed_port_url,
+    make_app,
+    place_order,
+    ready_count,
+    running,
+    start_process,
+    wait_for,
+)
+
+# Every order counts as overdue at once: tests need not wait out the production grace period.
+OVERDUE_AT_ONCE = {"RECONCILE_AFTER_SECONDS": 0, "JOB_RETRY_INTERVALS": [0, 0, 0]}
+
+
+@pytest.fixture
+def rq_redis():
+    return Redis.from_url(TEST_REDIS_URL)
+
+
+@pytest.fixture
+def reconciler_app(database):
+    return make_app(**OVERDUE_AT_ONCE)
+
+
+def run_reconciler(app):
+    with app.app_context():
+        return reconcile()
+
+
+def run_jobs(app, rq_redis):
+    with app.app_context():
+        SimpleWorker(["orders"], connection=rq_redis).work(burst=True)
+
+
+def processed_at(app, order_id):
+    with app.app_context():
+        return db.session.scalar(select(Order.processed_at).where(Order.id == order_id))
+
+
+def job_status(rq_redis, order_id):
+    job = Job.fetch_many([job_id(order_id)], connection=rq_redis)[0]
+    return job and job.get_status()
+
+
+def test_an_order_whose_job_redis_lost_gets_it_again_and_is_processed(
+    reconciler_app, client, alice, rq_redis, caplog
+):
+    order = place_order(client, alice["headers"])
+    with reconciler_app.app_context():
+        enqueue_process_order(rq_redis, order["id"], "req-1")
+    rq_redis.flushdb()  # Redis restarted empty: the queued job is gone
+    with caplog.at_level(logging.WARNING, logger="orders_app.reconciler"):
+        assert run_reconciler(reconciler_app) == 1
+    assert f"Reconciled order {order['id']}" in caplog.text
+    assert job_status(rq_redis, order["id"]) == JobStatus.QUEUED
+    run_jobs(reconciler_app, rq_redis)
+    assert processed_at(reconciler_app, order["id"]) is not None
+    assert run_reconciler(reconciler_app) == 0  # processed: nothing more to do
+
+
+def test_orders_within_the_grace_period_are_left_alone(database, client, alice, rq_redis):
+    place_order(client, alice["headers"])
+    app = make_app(RECONCILE_AFTER_SECONDS=60)
+    assert run_reconciler(app) == 0
+    assert Queue("orders", connection=rq_redis).job_ids == []
+
+
+def test_queued_scheduled_and_running_jobs_are_left_alone(reconciler_app, client, alice, rq_redis):
+    queued, scheduled, running_now = (place_order(client, alice["headers"]) for _ in range(3))
+    queue = Queue("orders", connection=rq_redis)
+    with reconciler_app.app_context():
+        for order in (queued, scheduled, running_now):
+            enqueue_process_order(rq_redis, order["id"], None)
+    Job.fetch(job_id(scheduled["id"]), connection=rq_redis).set_status(JobStatus.SCHEDULED)
+    running_job = Job.fetch(job_id(running_now["id"]), connection=rq_redis)
+    running_job.set_status(JobStatus.STARTED)
+    before = {order["id"]: job_status(rq_redis, order["id"]) for order in (queued, scheduled, running_now)}
+    assert run_reconciler(reconciler_app) == 0
+    after = {order["id"]: job_status(rq_redis, order["id"]) for order in (queued, scheduled, running_now)}
+    assert after == before
+    assert len(queue.job_ids) == 3  # nothing enqueued twice
+
+
+def test_a_job_that_exhausted_its_retries_is_run_again(reconciler_app, client, alice, rq_redis):
+    order = place_order(client, alice["headers"])
+    with reconciler_app.app_context():
+        enqueue_process_order(rq_redis, order["id"], None)
+    # Every attempt fails: the database refuses the worker's statements.
+    broken = make_app(**OVERDUE_AT_ONCE, SQLALCHEMY_DATABASE_URI=TEST_DATABASE_URL + "_missing")
+    run_jobs(broken, rq_redis)
+    assert FailedJobRegistry(queue=Queue("orders", connection=rq_redis)).get_job_ids() == [
+        job_id(order["id"])
+    ]
+    assert run_reconciler(reconciler_app) == 1
+    run_jobs(reconciler_app, rq_redis)
+    assert processed_at(reconciler_app, order["id"]) is not None
+    assert job_status(rq_redis, order["id"]) == JobStatus.FINISHED
+
+
+def test_only_one_process_reconciles_at_a_time(reconciler_app, client, alice, rq_redis):
+    order = place_order(client, alice["headers"])
+    engine = create_engine(TEST_DATABASE_URL)
+    with engine.connect() as other, other.begin():  # another replica, mid-round
+        other.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        assert run_reconciler(reconciler_app) is None
+        assert job_status(rq_redis, order["id"]) is None
+    engine.dispose()
+    assert run_reconciler(reconciler_app) == 1
+
+
+def test_the_overdue_query_is_served_by_the_partial_index(reconciler_app):
+    with reconciler_app.app_context():
+        db.session.execute(text("SET LOCAL enable_seqscan = off"))  # as on a table of millions
+        plan = db.session.scalars(
+            text(
+                "EXPLAIN SELECT created_at, id FROM orders WHERE processed_at IS NULL "
+                "AND created_at < now() - interval '60 seconds' ORDER BY created_at, id LIMIT 500"
+            )
+        ).all()
+        db.session.rollback()
+    assert any("ix_orders_unprocessed" in line for line in plan), plan
+
+
+def test_the_relay_reconciles_periodically(database, client, alice, rq_redis):
+    order = place_order(client, alice["headers"])
+    with running(Relay, RECONCILE_INTERVAL_SECONDS=0.2, RELAY_SWEEP_SECONDS=0.1, **OVERDUE_AT_ONCE):
+        wait_for(lambda: job_status(rq_redis, order["id"]), message="the reconciled job")
+        Job.fetch(job_id(order["id"]), connection=rq_redis).delete()  # lost again
+        wait_for(lambda: job_status(rq_redis, order["id"]), message="the job given once more")
+
+
+def test_the_relay_keeps_publishing_while_the_reconciler_cannot_reach_redis(
+    database, client, alice, broker, topology, caplog
+):
+    with running(Relay, REDIS_URL=closed_port_url("redis", "/0"), RECONCILE_INTERVAL_SECONDS=0.1):
+        wait_for(lambda: "Reconciler skipped a round" in caplog.text, message="a skipped round")
+        place_order(client, alice["headers"])
+        wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the event published")
+
+
+def test_a_job_left_started_by_a_worker_killed_with_sigkill_runs_again(database, client, alice, rq_redis):
+    # Jobs time out after 2 s, and a worker counts as dead 1 s after that: a job it still holds
+    # then is abandoned.
+    app = make_app(**OVERDUE_AT_ONCE, JOB_TIMEOUT_SECONDS=2)
+    order = place_order(client, alice["headers"])
+    with app.app_context():
+        enqueue_process_order(rq_redis, order["id"], None)
+    worker = start_process(WORKER, PROCESSING_DELAY_SECONDS="1.5", FLASK_JOB_ABANDONED_GRACE_SECONDS="1")
+    try:
+        wait_for(lambda: job_status(rq_redis, order["id"]) == JobStatus.STARTED, message="the job started")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        worker.kill()
+    registry = StartedJobRegistry(queue=Queue("orders", connection=rq_redis))
+    assert registry.get_job_ids() == [job_id(order["id"])]  # left behind, "running"
+    assert run_reconciler(app) == 0  # within timeout + grace it may still be running
+
+    def retried():  # RQ's registry cleanup, run by the reconciler, hands it to a retry
+        run_reconciler(app)
+        return job_status(rq_redis, order["id"]) == JobStatus.QUEUED
+
+    wait_for(retried, timeout=10, message="the abandoned job retried")
+    assert registry.get_job_ids() == []
+    run_jobs(app, rq_redis)
+    assert processed_at(app, order["id"]) is not None
