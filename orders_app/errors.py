@@ -42,7 +42,7 @@ class Api(flask_smorest.Api):
         return payload, code, {**own_headers, **(headers or {})}
 
     def _register_etag_headers(self):
-        """As flask-smorest's, except that If-Match is optional (SPEC 4): checked when sent."""
+        """As flask-smorest's, except that If-Match is optional: checked when sent."""
         self.spec.components.parameter("IF_NONE_MATCH", "header", etag.IF_NONE_MATCH_HEADER, lazy=True)
         if_match = {**etag.IF_MATCH_HEADER, "required": False}
         self.spec.components.parameter("IF_MATCH", "header", if_match, lazy=True)

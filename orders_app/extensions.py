@@ -69,7 +69,7 @@ class Blueprint(flask_smorest.Blueprint):
         return doc
 
     def _check_precondition(self):
-        """If-Match is optional in this API (SPEC 4): checked when sent, never required (no 428)."""
+        """If-Match is optional in this API: checked when sent, never required (no 428)."""
 
     def _verify_check_etag(self):
         """Views call ``check_etag`` only when If-Match was sent: nothing to verify afterwards."""

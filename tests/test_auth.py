@@ -1,4 +1,4 @@
-"""SPEC 4 "Auth": registration, tokens, refresh, logout, the current user, token failures."""
+"""The API, auth: registration, tokens, refresh, logout, the current user, token failures."""
 
 import time
 

@@ -7,6 +7,7 @@ reaching PostgreSQL through a TCP proxy that stands for the server.
 """
 
 import collections
+import os
 import signal
 import threading
 import time
@@ -33,6 +34,8 @@ from helpers import (
 )
 
 WEB = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+# One round takes about 30 s; CHAOS_ROUNDS=4 makes a soak of two minutes.
+ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "1"))
 ITEMS = [{"name": "Chaos", "quantity": 1, "price": "1.00"}]
 
 
@@ -139,20 +142,21 @@ def test_every_order_is_processed_exactly_once_through_chaos(database, broker, t
             target = orders_so_far() + count
             wait_for(lambda: orders_so_far() >= target, timeout=30, message=f"{target} orders")
 
-        for name in ("relay", "consumer", "worker", "web"):
+        for _ in range(ROUNDS):
+            for name in ("relay", "consumer", "worker", "web"):
+                after_more_orders()
+                processes.kill(name)  # SIGKILL, at whatever point it was
+                processes.start(name, commands[name])
+            wait_for(stack.ready, timeout=30, message="the web server again")
             after_more_orders()
-            processes.kill(name)  # SIGKILL, at whatever point it was
-            processes.start(name, commands[name])
-        wait_for(stack.ready, timeout=30, message="the web server again")
-        after_more_orders()
-        wait_for(lambda: rq_redis.llen("rq:queue:orders") > 0, message="jobs queued in Redis")
-        rq_redis.flushdb()  # Redis restarted empty: the queued jobs are gone
-        after_more_orders()
-        database_proxy.reset()  # PostgreSQL's connections cut mid-flight...
-        database_proxy.stop()  # ...and the server unreachable for a moment
-        time.sleep(1)  # the outage itself: not a condition to wait for
-        database_proxy.start()
-        after_more_orders()
+            wait_for(lambda: rq_redis.llen("rq:queue:orders") > 0, message="jobs queued in Redis")
+            rq_redis.flushdb()  # Redis restarted empty: the queued jobs are gone
+            after_more_orders()
+            database_proxy.reset()  # PostgreSQL's connections cut mid-flight...
+            database_proxy.stop()  # ...and the server unreachable for a moment
+            time.sleep(1)  # the outage itself: not a condition to wait for
+            database_proxy.start()  # nothing is restarted after this
+            after_more_orders()
     finally:
         for customer in customers:
             customer.stopping.set()

@@ -1,4 +1,4 @@
-"""SPEC 3: configuration from the environment, .env, FLASK_ settings, production safety."""
+"""Configuration: configuration from the environment, .env, FLASK_ settings, production safety."""
 
 import os
 from datetime import timedelta

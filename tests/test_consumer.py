@@ -1,4 +1,4 @@
-"""SPEC 5: the pika consumer, against real RabbitMQ and Redis."""
+"""The event pipeline: the pika consumer, against real RabbitMQ and Redis."""
 
 import pytest
 from redis import Redis

@@ -1,4 +1,4 @@
-"""SPEC 4 "Protection": CORS for the origins in CORS_ORIGINS only."""
+"""The API, protection: CORS for the origins in CORS_ORIGINS only."""
 
 import pytest
 

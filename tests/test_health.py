@@ -1,4 +1,4 @@
-"""SPEC 4 "Operations": /health and /health/ready."""
+"""The API, operations: /health and /health/ready."""
 
 import time
 

@@ -1,4 +1,4 @@
-"""SPEC 5: the process_order job on RQ, against real PostgreSQL and Redis."""
+"""The event pipeline: the process_order job on RQ, against real PostgreSQL and Redis."""
 
 import json
 import os

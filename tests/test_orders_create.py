@@ -1,4 +1,4 @@
-"""SPEC 4 "Orders": POST /orders/ — validation, totals, Location, Idempotency-Key."""
+"""The API, orders: POST /orders/ — validation, totals, Location, Idempotency-Key."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor

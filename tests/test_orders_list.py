@@ -1,4 +1,4 @@
-"""SPEC 4 "Orders": GET /orders/user/{user_id}/ — newest first, pagination, status filter, access."""
+"""The API, orders: GET /orders/user/{user_id}/ — newest first, pagination, status filter, access."""
 
 import json
 

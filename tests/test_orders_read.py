@@ -1,4 +1,4 @@
-"""SPEC 4 "Orders": GET /orders/{id}/ through the Redis cache, ETags, ownership, Redis down."""
+"""The API, orders: GET /orders/{id}/ through the Redis cache, ETags, ownership, Redis down."""
 
 import json
 import uuid

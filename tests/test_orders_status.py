@@ -1,4 +1,4 @@
-"""SPEC 4 "Orders": PATCH /orders/{id}/ — the status machine, If-Match, row lock, ownership."""
+"""The API, orders: PATCH /orders/{id}/ — the status machine, If-Match, row lock, ownership."""
 
 import threading
 import uuid

@@ -1,4 +1,4 @@
-"""SPEC 5 end to end: the real processes (gunicorn web, relay, consumer, RQ worker) on the test
+"""The event pipeline end to end: the real processes (gunicorn web, relay, consumer, RQ worker) on the test
 database, Redis db and RabbitMQ names; an order goes in over HTTP and comes out processed."""
 
 import json

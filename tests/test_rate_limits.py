@@ -1,4 +1,4 @@
-"""SPEC 4 "Protection": rate limits on Redis, per user or per client IP."""
+"""The API, protection: rate limits on Redis, per user or per client IP."""
 
 import time
 

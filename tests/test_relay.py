@@ -1,4 +1,4 @@
-"""SPEC 5: the outbox and the relay, against real PostgreSQL and RabbitMQ."""
+"""The event pipeline: the outbox and the relay, against real PostgreSQL and RabbitMQ."""
 
 import json
 import signal

@@ -36,7 +36,7 @@ def revoke(payload):
 
 
 def is_revoked(_header, payload):
-    """flask-jwt-extended's blocklist check; fails open while Redis is down (SPEC 4 Auth)."""
+    """flask-jwt-extended's blocklist check; fails open while Redis is down (a documented trade-off)."""
     try:
         return bool(cache_redis.client.exists(_blocklist_key(payload["jti"])))
     except redis.RedisError:
