@@ -13,9 +13,9 @@ from redis import Redis
 from rq import Worker
 from rq.job import Job
 from sqlalchemy import create_engine, text
-from test_pipeline import PROCESSES, Stack
 
 from helpers import PASSWORD, TEST_REDIS_URL, drain, free_port, start_process, wait_for
+from test_pipeline import PROCESSES, Stack
 
 REPLICAS = 2
 ORDERS = 20
