@@ -36,7 +36,7 @@ lint: install .env
 	$(BIN)/hadolint Dockerfile
 	docker-compose config --quiet
 	nginx -t -q -c $(abspath deploy/nginx/nginx.conf)
-	$(BIN)/kubectl kustomize deploy/k8s > /dev/null
+	$(BIN)/kubectl kustomize deploy/k8s > /dev/null  # fails here if it cannot render (a pipe would hide it)
 	$(BIN)/kubectl kustomize deploy/k8s | $(BIN)/kubernetes-validate --strict --quiet -k 1.37.0 -
 
 # Benchmarks (not part of make test): results in bench/results/, the table in README.md.
