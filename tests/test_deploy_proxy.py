@@ -74,7 +74,9 @@ def proxy(database, tmp_path):
     proxy = Proxy(port, health_port, web_port, web, web_log, access_log)
     try:
         wait_for(proxy.healthy, message="the proxy")
-        wait_for(lambda: proxy.request("GET", "/health")[0] == 200, message="the web server behind it")
+        wait_for(
+            lambda: proxy.request("GET", "/health")[0] == 200, timeout=60, message="the web server behind it"
+        )
         yield proxy
     finally:
         for process in (nginx, web):
