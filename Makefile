@@ -31,13 +31,17 @@ run: install .env
 test: install
 	$(BIN)/pytest
 
-# Also validates what cannot run here: the Dockerfile (hadolint) and the compose file
-# (Debian's docker-compose: apt-get install --no-install-recommends docker-compose).
+# Also validates what cannot run here: the Dockerfile (hadolint), the compose file and its proxy
+# (Debian's docker-compose and nginx: apt-get install --no-install-recommends docker-compose nginx),
+# and the Kubernetes manifests as kustomize renders them, against the schemas of Kubernetes 1.37.
 lint: install .env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 	docker-compose config --quiet
+	nginx -t -q -c $(abspath deploy/nginx/nginx.conf)
+	$(BIN)/kubectl kustomize deploy/k8s > /dev/null  # fails here if it cannot render (a pipe would hide it)
+	$(BIN)/kubectl kustomize deploy/k8s | $(BIN)/kubernetes-validate --strict --quiet -k 1.37.0 -
 
 # Benchmarks (not part of make test): results in bench/results/, the table in README.md.
 bench: install

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import pika
+import yaml
 from sqlalchemy import func, select, text
 
 from orders_app import create_app
@@ -86,6 +87,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELAY = [sys.executable, "-m", "flask", "--app", "orders_app", "relay"]
 CONSUMER = [sys.executable, "-m", "consumer"]
 WORKER = [sys.executable, "-m", "flask", "--app", "orders_app", "worker"]
+
+
+def kubernetes_manifests():
+    """deploy/k8s as ``kubectl kustomize`` renders it (requirements-dev.txt installs kubectl)."""
+    kubectl = os.path.join(os.path.dirname(sys.executable), "kubectl")
+    command = [kubectl, "kustomize", os.path.join(ROOT, "deploy", "k8s")]
+    return list(
+        yaml.safe_load_all(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    )
+
+
+def kubernetes_containers(manifests):
+    """``(workload, pod spec, container)`` for every container of the Deployments and Jobs."""
+    for manifest in manifests:
+        if manifest["kind"] in ("Deployment", "Job"):
+            pod = manifest["spec"]["template"]["spec"]
+            for container in pod["containers"]:
+                yield f"{manifest['kind']}/{manifest['metadata']['name']}", pod, container
 
 
 def process_env(**settings):

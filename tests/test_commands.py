@@ -1,4 +1,5 @@
-"""Every command that docker-compose.yml, the Procfile and the Dockerfile name exists and starts.
+"""Every command that docker-compose.yml, the Procfile, the Dockerfile and the Kubernetes manifests
+name exists and starts.
 
 Docker cannot run here, so each command of the service's own image is started with ``--help``
 (which imports the code behind it) in this environment, where the same requirements are installed.
@@ -13,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from helpers import ROOT
+from helpers import ROOT, kubernetes_containers, kubernetes_manifests
 
 with open(os.path.join(ROOT, "docker-compose.yml")) as compose_file:
     COMPOSE = yaml.safe_load(compose_file)
@@ -44,7 +45,18 @@ def dockerfile_commands():
             yield f"Dockerfile {keyword}", json.loads(line.split("CMD", 1)[1])
 
 
-COMMANDS = [*procfile_commands(), *compose_commands(), *dockerfile_commands()]
+def kubernetes_commands():
+    """Each container's command and exec probes, once each (the three probes often share one)."""
+    commands = {}
+    for workload, _, container in kubernetes_containers(kubernetes_manifests()):
+        commands.setdefault(tuple(container["command"]), f"k8s {workload}")
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if "exec" in container.get(probe, {}):
+                commands.setdefault(tuple(container[probe]["exec"]["command"]), f"k8s {workload} {probe}")
+    return [(name, list(command)) for command, name in commands.items()]
+
+
+COMMANDS = [*procfile_commands(), *compose_commands(), *dockerfile_commands(), *kubernetes_commands()]
 
 
 @pytest.mark.parametrize("command", [c for _, c in COMMANDS], ids=[name for name, _ in COMMANDS])
