@@ -16,7 +16,6 @@ import uuid
 from redis import Redis
 from rq import Worker
 from sqlalchemy import create_engine, func, select
-from test_pipeline import Stack
 
 from orders_app.models import IdempotencyKey, Order
 
@@ -32,6 +31,7 @@ from helpers import (
     start_process,
     wait_for,
 )
+from test_pipeline import Stack
 
 WEB = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 # One round takes about 12 s; CHAOS_ROUNDS=8 makes a soak of about 100 s (`pytest -s` prints a summary).

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from test_pipeline import Stack
 
 from helpers import (
     PASSWORD,
@@ -30,6 +29,7 @@ from helpers import (
     free_port,
     wait_for,
 )
+from test_pipeline import Stack
 
 DATABASE_URL = make_url(TEST_DATABASE_URL).set(database=make_url(TEST_DATABASE_URL).database + "_make_run")
 WRONG_DATABASE = make_url(TEST_DATABASE_URL).database + "_from_dotenv"
