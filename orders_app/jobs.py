@@ -9,6 +9,7 @@ from rq import Queue, Retry, SimpleWorker, get_current_job
 
 from .lifecycle import Backoff, GracefulStop
 from .log import log_context
+from .metrics import ORDERS_PROCESSED
 from .orders.service import mark_processed
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def process_order(order_id):
         time.sleep(current_app.config["PROCESSING_DELAY_SECONDS"])
         order, processed_now = mark_processed(order_id)
         if processed_now:
+            ORDERS_PROCESSED.inc()
             print(f"Order {order_id} processed", flush=True)
         else:
             log.info("Order %s was already processed at %s: nothing to do", order_id, order.processed_at)
