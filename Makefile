@@ -28,12 +28,15 @@ test: install
 	$(BIN)/pytest
 
 # Also validates what cannot run here: the Dockerfile (hadolint) and the compose file
-# (Debian's docker-compose: apt-get install --no-install-recommends docker-compose).
+# (Debian's docker-compose: apt-get install --no-install-recommends docker-compose), and the
+# Prometheus configuration and alert rules (promtool, from Debian's prometheus package).
 lint: install .env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 	docker-compose config --quiet
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/alerts.yml
 
 # Benchmarks (not part of make test): results in bench/results/, the table in README.md.
 bench: install

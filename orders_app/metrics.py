@@ -166,6 +166,11 @@ def init_app(app):
 def serve_process_metrics(config):
     """Serve this process's metrics on ``METRICS_PORT`` (all interfaces) in a thread; 0 turns it off."""
     port = int(config["METRICS_PORT"])
-    if port:
+    if not port:
+        return
+    try:
         start_http_server(port)
-        log.info("Metrics on port %d", port)
+    except OSError as error:  # e.g. a second worker on the same port: it still works, unmeasured
+        log.error("Cannot serve metrics on port %d (%s); running without them", port, error)
+        return
+    log.info("Metrics on port %d", port)

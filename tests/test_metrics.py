@@ -1,13 +1,16 @@
 """Prometheus metrics: /metrics in process, and every process of the stack scraped for real."""
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from contextlib import ExitStack, contextmanager
@@ -47,6 +50,7 @@ SPEC_METRICS = {
     "orders_rq_jobs": "gauge",
 }
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+PROMETHEUS = shutil.which("prometheus")
 
 
 class Scrape:
@@ -310,3 +314,91 @@ def test_gunicorn_workers_are_added_up_even_after_they_die(tmp_path):
 def worker_pids(master):
     with open(f"/proc/{master.pid}/task/{master.pid}/children") as children:
         return {int(pid) for pid in children.read().split()}
+
+
+# --- a real Prometheus ---------------------------------------------------------------------------
+
+
+@contextmanager
+def prometheus_server(workdir, targets):
+    """Debian's Prometheus scraping ``targets`` (job -> host:port) every second, with the shipped
+    alert rules: yields the URL of its HTTP API."""
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [os.path.join(ROOT, "deploy", "prometheus", "alerts.yml")],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()
+        ],
+    }
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(json.dumps(config))  # JSON is YAML
+    command = [
+        PROMETHEUS,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with (
+        open(workdir / "prometheus.log", "w") as log,
+        subprocess.Popen(command, stdout=log, stderr=log) as server,
+    ):
+        try:
+            api = f"http://127.0.0.1:{port}/api/v1"
+            wait_for(lambda: server.poll() is None and answers_api(f"{api}/status/buildinfo"), timeout=30,
+                     message=f"Prometheus (log: {workdir / 'prometheus.log'})")  # fmt: skip
+            yield api
+        finally:
+            server.terminate()
+
+
+def answers_api(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.loads(response.read())
+    except OSError:
+        return None
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def query(api, expression):
+    """The value of a PromQL expression that gives at most one series (None when it gives none)."""
+    result = answers_api(f"{api}/query?{urllib.parse.urlencode({'query': expression})}")["result"]
+    assert len(result) <= 1, result
+    return float(result[0]["value"][1]) if result else None
+
+
+@pytest.mark.skipif(not PROMETHEUS, reason="needs the prometheus binary: apt-get install prometheus")
+def test_a_real_prometheus_scrapes_every_process_and_evaluates_the_rules(alice, broker, topology, tmp_path):
+    with ExitStack() as stack:
+        base, _ = stack.enter_context(web(tmp_path / "web"))
+        targets = {"web": urllib.parse.urlsplit(base).netloc}
+        for job, command in (("relay", RELAY), ("consumer", CONSUMER), ("worker", WORKER)):
+            targets[job] = urllib.parse.urlsplit(stack.enter_context(metered(command))).netloc
+        api = stack.enter_context(prometheus_server(tmp_path, targets))
+        wait_for(lambda: query(api, "sum(up)") == 4, timeout=30, message="every target up")
+
+        post_order(base, alice["headers"])
+        publish(broker, topology, b"not json")
+        for counter in (
+            "orders_created_total",
+            "orders_events_published_total",
+            "orders_jobs_enqueued_total",
+            "orders_processed_total",
+            "orders_events_dead_lettered_total",
+        ):
+            wait_for(
+                lambda c=counter: query(api, f"sum({c})") == 1,
+                timeout=30,
+                message=f"{counter} = 1 in Prometheus",
+            )
+        assert query(api, 'http_requests_total{job="web", route="/orders/", status="201"}') == 1
+        assert query(api, "orders_unprocessed") == 0
+
+        # The shipped rules load, evaluate without error, and the dead letter fires its alert.
+        firing = 'ALERTS{alertname="OrdersDeadLettered", alertstate="firing"}'
+        wait_for(lambda: query(api, firing) == 1, timeout=30, message="the dead-letter alert")
+        rules = [rule for group in answers_api(f"{api}/rules")["groups"] for rule in group["rules"]]
+        assert len(rules) == 8 and {rule["health"] for rule in rules} == {"ok"}, rules
+        assert query(api, 'count(ALERTS{alertstate="firing"})') == 1  # nothing else is wrong
