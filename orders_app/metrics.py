@@ -28,9 +28,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from rq import Queue
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from .extensions import db, queue_redis
+from .models import Order, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class StateCollector:
             yield from families
 
     def _outbox(self):
-        pending, age = self._count_and_oldest_age("outbox_events", "published_at")
+        pending, age = self._count_and_oldest_age(OutboxEvent, OutboxEvent.published_at)
         return [
             GaugeMetricFamily("orders_outbox_pending", "Outbox events not yet published.", pending),
             GaugeMetricFamily(
@@ -99,7 +100,7 @@ class StateCollector:
         ]
 
     def _unprocessed_orders(self):
-        unprocessed, age = self._count_and_oldest_age("orders", "processed_at")
+        unprocessed, age = self._count_and_oldest_age(Order, Order.processed_at)
         return [
             GaugeMetricFamily("orders_unprocessed", "Orders without processed_at.", unprocessed),
             GaugeMetricFamily(
@@ -109,12 +110,10 @@ class StateCollector:
             ),
         ]
 
-    def _count_and_oldest_age(self, table, done_column):
+    def _count_and_oldest_age(self, model, done_column):
         """Rows whose ``done_column`` is NULL, and the age of the oldest (partial indexes serve both)."""
-        query = text(
-            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
-            f"FROM {table} WHERE {done_column} IS NULL"  # constants of this module, not input
-        )
+        oldest_age = func.extract("epoch", func.now() - func.min(model.created_at))
+        query = select(func.count(), func.coalesce(oldest_age, 0)).where(done_column.is_(None))
         with bounded_connection(current_app.config["METRICS_READ_TIMEOUT"]) as connection:
             count, age = connection.execute(query).one()
         return count, float(age)
