@@ -33,7 +33,8 @@ test: install
 
 # Also validates what cannot run here: the Dockerfile (hadolint), the compose file and its proxy
 # (Debian's docker-compose and nginx: apt-get install --no-install-recommends docker-compose nginx),
-# and the Kubernetes manifests as kustomize renders them, against the schemas of Kubernetes 1.37.
+# the Kubernetes manifests as kustomize renders them, against the schemas of Kubernetes 1.37, and
+# the Prometheus configuration and alert rules (promtool, from Debian's prometheus package).
 lint: install .env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,6 +43,8 @@ lint: install .env
 	nginx -t -q -c $(abspath deploy/nginx/nginx.conf)
 	$(BIN)/kubectl kustomize deploy/k8s > /dev/null  # fails here if it cannot render (a pipe would hide it)
 	$(BIN)/kubectl kustomize deploy/k8s | $(BIN)/kubernetes-validate --strict --quiet -k 1.37.0 -
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/alerts.yml
 
 # Benchmarks (not part of make test): results in bench/results/, the table in README.md.
 bench: install

@@ -1,7 +1,10 @@
 """gunicorn settings: gevent workers, tunable from the environment."""
 
+import glob
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 worker_class = "gevent"
@@ -13,6 +16,13 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 30))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))
 # No preload: each worker builds its own app, so no connection is shared across a fork.
 preload_app = False
+
+# Prometheus multiprocess mode: each worker writes its metrics to files here and /metrics adds
+# them up. Set before any worker imports prometheus_client; a fresh directory unless given.
+_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orders-web-metrics-")
+metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 # The app logs every request itself (JSON, with its request id); gunicorn's own lines use the
 # same handler. orders_app.log imports only the standard library, so gevent can still patch it.
@@ -39,3 +49,22 @@ def post_fork(server, worker):
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+
+
+def on_starting(server):
+    """Start from an empty metrics directory: files of an earlier run would add old counts."""
+    os.makedirs(metrics_dir, exist_ok=True)
+    for stale in glob.glob(os.path.join(metrics_dir, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (its counters stay: they were counted)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

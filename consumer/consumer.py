@@ -21,6 +21,7 @@ from orders_app.extensions import queue_redis
 from orders_app.jobs import enqueue_process_order
 from orders_app.lifecycle import Backoff, GracefulStop, Heartbeat, keep_serving
 from orders_app.log import log_context
+from orders_app.metrics import EVENTS_DEAD_LETTERED, JOBS_ENQUEUED
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,13 @@ class Consumer:
         except (ValidationError, ValueError) as error:  # ValueError: not JSON, not UTF-8
             log.error("Dead-lettering malformed message %s: %s", properties.message_id, error)
             channel.basic_reject(method.delivery_tag, requeue=False)
+            EVENTS_DEAD_LETTERED.inc()
             return
         order_id, event_id = event["order_id"], event["event_id"]
         with log_context(event["request_id"], order_id):
             try:
                 enqueue_process_order(queue_redis.client, order_id, event["request_id"])
+                JOBS_ENQUEUED.inc()
                 log.info("Enqueued processing of order %s (event %s)", order_id, event_id)
             except DuplicateJobError:
                 log.info("Order %s already has its job (event %s redelivered)", order_id, event_id)

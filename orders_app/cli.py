@@ -17,6 +17,7 @@ from .events.relay import Relay
 from .extensions import db
 from .health import check_rabbitmq, check_redis
 from .jobs import run_worker
+from .metrics import serve_process_metrics
 from .models import User
 from .orders.service import purge_expired_idempotency_keys
 from .reconciler import reconcile as reconcile_orders
@@ -113,6 +114,7 @@ def reconcile():
 @with_appcontext
 def relay():
     """Publish outbox events to RabbitMQ until SIGTERM/SIGINT."""
+    serve_process_metrics(current_app.config)
     outbox_relay = Relay()
     outbox_relay.stop.install()
     outbox_relay.run()
@@ -122,6 +124,7 @@ def relay():
 @with_appcontext
 def worker():
     """Run an RQ worker (with its scheduler) on the orders queue until SIGTERM/SIGINT."""
+    serve_process_metrics(current_app.config)
     run_worker()
 
 

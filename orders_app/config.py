@@ -58,6 +58,8 @@ class Defaults:
     HEARTBEAT_FILE = None  # touched by the relay's and consumer's loops, for health checks
     LOG_LEVEL = "INFO"
     LOG_FORMAT = "json"  # or "text", for humans
+    METRICS_PORT = 0  # relay, consumer, worker: their metrics port (0: off)
+    METRICS_READ_TIMEOUT = 2.0  # seconds each state gauge read may take at a scrape
 
     MAX_CONTENT_LENGTH = 64 * 1024
     # Rate limits (flask-limiter), per user with a valid token, else per client IP.

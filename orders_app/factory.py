@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from swagger_ui_bundle import swagger_ui_path
 
-from . import cli, http, protection
+from . import cli, http, metrics, protection
 from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
 from .config import load_config
@@ -50,6 +50,7 @@ def create_app(overrides=None):
     limiter.init_app(app)
     limiter.request_filter(protection.is_exempt)
     cli.init_app(app)
+    metrics.init_app(app)
     _init_api(app)
     return app
 

@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from flask import g, request
 
 from .log import log_context
+from .metrics import observe_request
 
 log = logging.getLogger("orders_app.requests")
 
@@ -48,6 +49,7 @@ def init_app(app):
         is_docs = request.path == "/docs" or request.path.startswith("/docs/")
         response.headers["Content-Security-Policy"] = DOCS_CSP if is_docs else API_CSP
         duration_ms = round((time.perf_counter() - g.started) * 1000, 2)
+        observe_request(request, response.status_code, duration_ms / 1000)
         log.info(
             "%s %s %s",
             request.method,

@@ -10,6 +10,7 @@ from rq import Queue, Retry, SimpleWorker, get_current_job
 from .extensions import db
 from .lifecycle import Backoff, GracefulStop
 from .log import log_context
+from .metrics import ORDERS_PROCESSED
 from .orders.service import mark_processed
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def process_order(order_id):
         finally:
             db.session.remove()
         if processed_now:
+            ORDERS_PROCESSED.inc()
             print(f"Order {order_id} processed", flush=True)
         else:
             log.info("Order %s was already processed at %s: nothing to do", order_id, order.processed_at)

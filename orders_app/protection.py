@@ -19,7 +19,7 @@ CORS_EXPOSED_HEADERS = [
     "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
 ]  # fmt: skip
 # Operational endpoints a load balancer or a browser calls freely.
-UNLIMITED_BLUEPRINTS = {"health", "api-docs", "swagger_ui"}
+UNLIMITED_BLUEPRINTS = {"health", "api-docs", "swagger_ui", "metrics"}
 
 
 def rate_limit_key():

@@ -5,25 +5,27 @@ without persistence loses queued jobs, a worker killed mid-job leaves its job "s
 and a job that exhausted its retries sits in the failed registry. Every
 ``RECONCILE_INTERVAL_SECONDS`` the relay's loop runs ``reconcile``: each order still unprocessed
 ``RECONCILE_AFTER_SECONDS`` after it was created whose job is not queued, scheduled or running
-gets its job again, under the same unique id.
+gets its job again, under the same unique id. A worker killed with SIGKILL takes its scheduler
+along: a retry scheduled so long ago counts as lost too.
 
 Several relays may run it at once: a transaction-scoped PostgreSQL advisory lock lets one of them
 reconcile at a time and the others skip that round.
 """
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from rq import Queue
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select, tuple_
 
 from .extensions import db, queue_redis
 from .jobs import enqueue_process_order, job_id
 from .log import log_context
+from .metrics import RECONCILED
 from .models import Order
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ def _repair(queue, order_id):
     """Give the order its job again unless the job will run anyway; return 1 if repaired."""
     job = Job.fetch_many([job_id(order_id)], connection=queue.connection)[0]
     state = job.get_status(refresh=False) if job is not None else None
-    if state in PENDING_STATES:
+    if state in PENDING_STATES and not (state == JobStatus.SCHEDULED and _retry_stalled(queue, job)):
         return 0
     with log_context(order_id=str(order_id)):
         if job is not None:
@@ -89,4 +91,17 @@ def _repair(queue, order_id):
             order_id,
             state.value if state else "missing",
         )
+    RECONCILED.inc()
     return 1
+
+
+def _retry_stalled(queue, job):
+    """A retry due ``RECONCILE_AFTER_SECONDS`` ago that is still scheduled: no scheduler is moving
+    it (it died with its worker, and RQ lets a new worker take the scheduler over only minutes
+    later)."""
+    grace = timedelta(seconds=current_app.config["RECONCILE_AFTER_SECONDS"])
+    try:
+        due = ScheduledJobRegistry(queue=queue).get_scheduled_time(job)
+    except NoSuchJobError:  # a scheduler has just moved it to the queue
+        return False
+    return due < datetime.now(UTC) - grace

@@ -4,6 +4,7 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -124,9 +125,22 @@ def process_env(**settings):
 
 
 def start_process(command, stdout=subprocess.DEVNULL, **settings):
+    """A real process of the service, in a process group of its own (see ``kill_hard``)."""
     return subprocess.Popen(
-        command, cwd=ROOT, env=process_env(**settings), stdout=stdout, stderr=subprocess.STDOUT
+        command,
+        cwd=ROOT,
+        env=process_env(**settings),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+
+
+def kill_hard(process):
+    """SIGKILL a process and its children, as when its container or host dies: an RQ worker's
+    scheduler is a child process that would otherwise live on, holding the scheduler's lock."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 @contextmanager

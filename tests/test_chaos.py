@@ -28,6 +28,7 @@ from helpers import (
     WORKER,
     TcpProxy,
     free_port,
+    kill_hard,
     start_process,
     wait_for,
 )
@@ -52,9 +53,7 @@ class Processes:
         self.running[name] = start_process(command, stdout=log.open("w"), **self.settings)
 
     def kill(self, name):
-        process = self.running.pop(name)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        kill_hard(self.running.pop(name))
 
     def output(self, name):
         return "".join(log.read_text() for log in self.logs[name])

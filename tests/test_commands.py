@@ -7,6 +7,7 @@ Docker cannot run here, so each command of the service's own image is started wi
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -25,7 +26,10 @@ def procfile_commands():
     with open(os.path.join(ROOT, "Procfile")) as procfile:
         for line in procfile:
             name, _, command = line.partition(":")
-            yield f"Procfile {name}", shlex.split(command)
+            words = shlex.split(command)
+            while re.match(r"\w+=", words[0]):  # VAR=value: the process's own setting, not its command
+                words.pop(0)
+            yield f"Procfile {name}", words
 
 
 def compose_commands():

@@ -110,6 +110,7 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
         "RQ_DASHBOARD_PORT": str(free_port()),
+        **{f"{name}_METRICS_PORT": str(free_port()) for name in ("RELAY", "CONSUMER", "WORKER")},
     }
     environment.pop("PYTHON_DOTENV_DISABLED", None)  # conftest's: make run must read .env as users do
     log = tmp_path / "make-run.log"

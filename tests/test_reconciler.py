@@ -1,13 +1,14 @@
 """The reconciler: orders whose job a fault lost get it again, against real PostgreSQL and Redis."""
 
 import logging
-import signal
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import create_engine, select, text
 
 from orders_app.events.relay import Relay
@@ -21,6 +22,7 @@ from helpers import (
     TEST_REDIS_URL,
     WORKER,
     closed_port_url,
+    kill_hard,
     make_app,
     place_order,
     ready_count,
@@ -70,9 +72,11 @@ def test_an_order_whose_job_redis_lost_gets_it_again_and_is_processed(
     with reconciler_app.app_context():
         enqueue_process_order(rq_redis, order["id"], "req-1")
     rq_redis.flushdb()  # Redis restarted empty: the queued job is gone
+    repairs_before = REGISTRY.get_sample_value("orders_reconciled_total")
     with caplog.at_level(logging.WARNING, logger="orders_app.reconciler"):
         assert run_reconciler(reconciler_app) == 1
     assert f"Reconciled order {order['id']}" in caplog.text
+    assert REGISTRY.get_sample_value("orders_reconciled_total") == repairs_before + 1
     assert job_status(rq_redis, order["id"]) == JobStatus.QUEUED
     run_jobs(reconciler_app, rq_redis)
     assert processed_at(reconciler_app, order["id"]) is not None
@@ -86,20 +90,38 @@ def test_orders_within_the_grace_period_are_left_alone(database, client, alice, 
     assert Queue("orders", connection=rq_redis).job_ids == []
 
 
+def schedule(rq_redis, order_id, seconds_from_now):
+    """Put the order's job in RQ's scheduled registry, as a retry waiting for its time."""
+    job = Job.fetch(job_id(order_id), connection=rq_redis)
+    queue = Queue("orders", connection=rq_redis)
+    queue.remove(job)
+    when = datetime.now(UTC) + timedelta(seconds=seconds_from_now)
+    ScheduledJobRegistry(queue=queue).schedule(job, when)
+    job.set_status(JobStatus.SCHEDULED)
+
+
 def test_queued_scheduled_and_running_jobs_are_left_alone(reconciler_app, client, alice, rq_redis):
     queued, scheduled, running_now = (place_order(client, alice["headers"]) for _ in range(3))
-    queue = Queue("orders", connection=rq_redis)
     with reconciler_app.app_context():
         for order in (queued, scheduled, running_now):
             enqueue_process_order(rq_redis, order["id"], None)
-    Job.fetch(job_id(scheduled["id"]), connection=rq_redis).set_status(JobStatus.SCHEDULED)
-    running_job = Job.fetch(job_id(running_now["id"]), connection=rq_redis)
-    running_job.set_status(JobStatus.STARTED)
+    schedule(rq_redis, scheduled["id"], seconds_from_now=10)
+    Job.fetch(job_id(running_now["id"]), connection=rq_redis).set_status(JobStatus.STARTED)
     before = {order["id"]: job_status(rq_redis, order["id"]) for order in (queued, scheduled, running_now)}
+    assert before[scheduled["id"]] == JobStatus.SCHEDULED
     assert run_reconciler(reconciler_app) == 0
     after = {order["id"]: job_status(rq_redis, order["id"]) for order in (queued, scheduled, running_now)}
     assert after == before
-    assert len(queue.job_ids) == 3  # nothing enqueued twice
+
+
+def test_a_retry_no_scheduler_moved_is_run_again(reconciler_app, client, alice, rq_redis):
+    order = place_order(client, alice["headers"])
+    with reconciler_app.app_context():
+        enqueue_process_order(rq_redis, order["id"], None)
+    schedule(rq_redis, order["id"], seconds_from_now=-1)  # overdue: its scheduler died with its worker
+    assert run_reconciler(reconciler_app) == 1
+    assert job_status(rq_redis, order["id"]) == JobStatus.QUEUED
+    assert ScheduledJobRegistry(queue=Queue("orders", connection=rq_redis)).get_job_ids() == []
 
 
 def test_a_job_that_exhausted_its_retries_is_run_again(reconciler_app, client, alice, rq_redis):
@@ -169,10 +191,8 @@ def test_a_job_left_started_by_a_worker_killed_with_sigkill_runs_again(database,
     worker = start_process(WORKER, PROCESSING_DELAY_SECONDS="1.5", FLASK_JOB_ABANDONED_GRACE_SECONDS="1")
     try:
         wait_for(lambda: job_status(rq_redis, order["id"]) == JobStatus.STARTED, message="the job started")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
     finally:
-        worker.kill()
+        kill_hard(worker)
     registry = StartedJobRegistry(queue=Queue("orders", connection=rq_redis))
     assert registry.get_job_ids() == [job_id(order["id"])]  # left behind, "running"
     assert run_reconciler(app) == 0  # within timeout + grace it may still be running

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..extensions import db
 from ..lifecycle import Backoff, Every, GracefulStop, Heartbeat, keep_serving
 from ..log import log_context
+from ..metrics import EVENTS_PUBLISHED
 from ..models import OutboxEvent
 from ..reconciler import reconcile
 from .outbox import NOTIFY_CHANNEL
@@ -104,6 +105,7 @@ class Relay:
         try:
             for event in events:
                 self._publish(channel, event)
+                EVENTS_PUBLISHED.inc()
                 event.published_at = func.clock_timestamp()
         finally:
             db.session.commit()  # what the broker confirmed is marked; the rest is unlocked

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from ..errors import ServiceError
 from ..events.outbox import add_new_order_event
 from ..extensions import db
+from ..metrics import ORDERS_CREATED
 from ..models import IdempotencyKey, Order, OrderStatus
 from . import cache
 from .schemas import MAX_AMOUNT
@@ -95,6 +96,7 @@ def create_order(viewer, items, claimed_total=None, idempotency_key=None, reques
     if idempotency_key is None or _claim_key(viewer.user_id, idempotency_key, request_hash, order):
         add_new_order_event(order, request_id)
         db.session.commit()
+        ORDERS_CREATED.inc()
         return order, True
 
     db.session.rollback()  # another request with this key got there first
