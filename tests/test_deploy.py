@@ -134,9 +134,20 @@ def test_the_dashboard_gets_only_redis_and_its_login():
     }
 
 
+def gunicorn_port_setting():
+    """The port gunicorn.conf.py binds, read without keeping what it exports to its workers
+    (PROMETHEUS_MULTIPROC_DIR would switch this process's /metrics to multiprocess mode)."""
+    environment = dict(os.environ)
+    try:
+        return runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))["bind"].rsplit(":", 1)[1]
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
 def test_web_probes_are_routes_of_the_app_on_gunicorns_port():
     container = container_of("Deployment/web")
-    gunicorn_port = int(runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))["bind"].rsplit(":", 1)[1])
+    gunicorn_port = int(gunicorn_port_setting())
     routes = make_app().url_map.bind("localhost")
     paths = {}
     for probe in PROBES:
@@ -260,6 +271,6 @@ def test_compose_web_scales_behind_the_proxy():
     config_file, target, _ = proxy["volumes"][0].split(":")
     assert os.path.isfile(os.path.join(ROOT, config_file)) and target == "/etc/nginx/nginx.conf"
     config = read(config_file)
-    gunicorn_port = runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))["bind"].rsplit(":", 1)[1]
+    gunicorn_port = gunicorn_port_setting()
     assert f"set $web http://web:{gunicorn_port};" in config
     assert "client_max_body_size 64k;" in config and make_app().config["MAX_CONTENT_LENGTH"] == 64 * 1024
