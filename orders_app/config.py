@@ -5,7 +5,9 @@ other Flask or extension setting comes from ``FLASK_<KEY>`` through Flask's
 ``from_prefixed_env``.
 """
 
+import logging
 import os
+import secrets
 from datetime import timedelta
 
 from dotenv import find_dotenv, load_dotenv
@@ -20,9 +22,12 @@ PLAIN_VARIABLES = {
     "PROCESSING_DELAY_SECONDS": "PROCESSING_DELAY_SECONDS",
 }
 
-DEVELOPMENT_SECRET = "dev-only-insecure-jwt-secret-change-me"
-KNOWN_DEVELOPMENT_SECRETS = {DEVELOPMENT_SECRET, "", "secret", "changeme", "change-me"}
-MIN_SECRET_LENGTH = 32
+log = logging.getLogger(__name__)
+
+KNOWN_DEVELOPMENT_SECRETS = {"secret", "changeme", "change-me", "dev-only-insecure-jwt-secret-change-me"}
+MIN_SECRET_LENGTH = 32  # HMAC-SHA256 keys shorter than the hash are weak
+# 32 x "a" is long but guessable; 10 keeps hex secrets (16 symbols) safely above it.
+MIN_SECRET_DISTINCT_CHARACTERS = 10
 
 
 class Defaults:
@@ -69,7 +74,7 @@ class Defaults:
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_COST = 65536
 
-    JWT_SECRET_KEY = DEVELOPMENT_SECRET
+    JWT_SECRET_KEY = None  # required; a random one per run in debug mode
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
     JWT_TOKEN_LOCATION = ["headers"]
@@ -122,15 +127,35 @@ def psycopg2_url(url):
 
 
 def check_production_safety(config):
-    """Refuse to run outside debug/testing with a missing, default or short HMAC secret."""
-    if config.get("DEBUG") or config.get("TESTING"):
-        return
-    if config.get("JWT_ALGORITHM", "HS256").startswith("HS"):
-        secret = config.get("JWT_SECRET_KEY") or ""
-        if secret in KNOWN_DEVELOPMENT_SECRETS or len(secret) < MIN_SECRET_LENGTH:
-            raise RuntimeError(
-                "JWT_SECRET_KEY is missing, a development default or shorter than "
-                f"{MIN_SECRET_LENGTH} characters; set a random secret "
-                "(python -c 'import secrets; print(secrets.token_urlsafe(48))') "
-                "or run with FLASK_DEBUG=1 for development."
-            )
+    """Refuse a missing, known or weak HMAC secret; in debug mode, use a random one instead.
+
+    Never skipped: a public development secret would let anyone forge an admin's token.
+    """
+    if not config.get("JWT_ALGORITHM", "HS256").startswith("HS"):
+        return  # RS256: tokens are signed with the private key
+    problem = weak_secret_problem(config.get("JWT_SECRET_KEY") or "")
+    if problem and config.get("DEBUG"):
+        config["JWT_SECRET_KEY"] = secrets.token_urlsafe(48)
+        log.warning(
+            "JWT_SECRET_KEY %s: using a random secret for this run (debug mode); tokens will not "
+            "survive a restart or be accepted by another process",
+            problem,
+        )
+    elif problem:
+        raise RuntimeError(
+            f"JWT_SECRET_KEY {problem}; set a random secret of at least {MIN_SECRET_LENGTH} "
+            "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+        )
+
+
+def weak_secret_problem(secret):
+    """Why ``secret`` must not sign tokens, or None."""
+    if not secret:
+        return "is missing"
+    if secret.lower() in KNOWN_DEVELOPMENT_SECRETS:
+        return "is a known example value"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(secret)) < MIN_SECRET_DISTINCT_CHARACTERS:
+        return f"has fewer than {MIN_SECRET_DISTINCT_CHARACTERS} distinct characters"
+    return None
