@@ -59,11 +59,12 @@ class Defaults:
     LOG_FORMAT = "json"  # or "text", for humans
 
     MAX_CONTENT_LENGTH = 64 * 1024
-    # Rate limits (flask-limiter), per user with a valid token, else per client IP.
+    # Rate limits (flask-limiter), per user with a valid access token, else per client IP.
     RATELIMIT_ENABLED = True
     RATELIMIT_APPLICATION = "100/minute"  # over all endpoints together
     RATELIMIT_REGISTER = "5/minute"
-    RATELIMIT_TOKEN = "10/minute"
+    RATELIMIT_TOKEN = "10/minute"  # per client address
+    RATELIMIT_TOKEN_PER_USERNAME = "10/hour"  # failed logins per account, from any address
     RATELIMIT_ORDER_CREATE = "30/minute"
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_KEY_PREFIX = "ratelimit"

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import BEARER_CHALLENGE
 from ..extensions import Blueprint, db, limiter
 from ..models import User
-from ..protection import configured_limit
+from ..protection import configured_limit, is_failed_login, login_username_key
 from . import passwords, tokens
 from .identity import current_user
 from .schemas import AccessTokenSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
@@ -35,6 +35,10 @@ def register(data):
 
 @blp.route("/token", methods=["POST"])
 @limiter.limit(configured_limit("RATELIMIT_TOKEN"))
+# Guesses per account, whatever the addresses: only failed logins count.
+@limiter.limit(
+    configured_limit("RATELIMIT_TOKEN_PER_USERNAME"), key_func=login_username_key, deduct_when=is_failed_login
+)
 @blp.arguments(TokenRequestSchema, location="json_or_form")
 @blp.response(200, TokenSchema)
 @blp.error(401, "Wrong email or password")
