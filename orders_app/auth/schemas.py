@@ -1,6 +1,8 @@
 """Auth request and response bodies."""
 
-from marshmallow import Schema, fields, post_load, validate
+from marshmallow import fields, post_load, validate
+
+from ..schemas import Schema
 
 PASSWORD_LENGTH = validate.Length(min=8, max=128)
 
