@@ -51,6 +51,7 @@ class Defaults:
     RELAY_BATCH_SIZE = 100
     RELAY_SWEEP_SECONDS = 5.0
     CONSUMER_PREFETCH = 20
+    CONSUMER_MAX_REDELIVERIES = 5  # then the message is dead-lettered
     RQ_QUEUE = "orders"
     JOB_RETRY_INTERVALS = [2, 10, 30]  # seconds before each of the 3 retries
     RECONNECT_MAX_SECONDS = 30.0
