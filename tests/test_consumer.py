@@ -4,6 +4,7 @@ import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from consumer.consumer import Consumer
 from orders_app.jobs import job_id
@@ -36,7 +37,7 @@ def test_an_event_becomes_one_unique_rq_job_then_is_acked(client, alice, broker,
     with running(Consumer):
         wait_for(lambda: jobs_in(rq_redis), message="the job")
     assert jobs_in(rq_redis) == [f"process-order-{order['id']}"]
-    job = Job.fetch(job_id(order["id"]), connection=rq_redis)
+    job = Job.fetch(job_id(order["id"]), connection=rq_redis, serializer=JSONSerializer)
     assert job.func_name == "orders_app.jobs.process_order"
     assert job.args == (order["id"],)
     assert job.meta["request_id"] == "req-consumer"
@@ -58,7 +59,7 @@ def test_a_redelivered_event_makes_no_second_job_and_one_processing(
         )
     assert jobs_in(rq_redis) == [job_id(order["id"])]
     with app.app_context():
-        SimpleWorker(["orders"], connection=rq_redis).work(burst=True)
+        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
     assert capfd.readouterr().out.count(f"Order {order['id']} processed") == 1
     assert client.get(f"/orders/{order['id']}/", headers=alice["headers"]).json["processed_at"]
 
