@@ -45,6 +45,7 @@ class Defaults:
     CORS_ORIGINS = ""
     PROCESSING_DELAY_SECONDS = 2.0
     HEALTH_CHECK_TIMEOUT = 2.0
+    HEALTH_CACHE_SECONDS = 2.0  # /health/ready reuses results this long: probes cannot load the broker
     # Events and jobs
     EVENTS_NAMESPACE = ""  # prefix of every RabbitMQ name (tests use their own)
     RABBITMQ_HEARTBEAT_SECONDS = 30
