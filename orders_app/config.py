@@ -76,6 +76,9 @@ class Defaults:
     # argon2id cost (argon2-cffi's defaults): passes and memory in KiB.
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_COST = 65536
+    # Hashes at once per web worker (gunicorn runs one per core): logins use every core while
+    # each worker's event loop keeps answering.
+    PASSWORD_HASH_CONCURRENCY = 1
 
     JWT_SECRET_KEY = None  # required; a random one per run in debug mode
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
