@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 from datetime import timedelta
+from urllib.parse import unquote, urlsplit
 
 from dotenv import find_dotenv, load_dotenv
 
@@ -28,6 +29,9 @@ KNOWN_DEVELOPMENT_SECRETS = {"secret", "changeme", "change-me", "dev-only-insecu
 MIN_SECRET_LENGTH = 32  # HMAC-SHA256 keys shorter than the hash are weak
 # 32 x "a" is long but guessable; 10 keeps hex secrets (16 symbols) safely above it.
 MIN_SECRET_DISTINCT_CHARACTERS = 10
+# Passwords of the example files (and the obvious ones). RabbitMQ's guest/guest is not among
+# them: RabbitMQ accepts it over loopback only.
+EXAMPLE_PASSWORDS = {"change-me", "changeme", "orders", "password", "secret", "admin"}
 
 
 class Defaults:
@@ -122,6 +126,7 @@ def load_config(config, overrides=None):
     if config.get("JWT_PRIVATE_KEY") and config.get("JWT_PUBLIC_KEY"):
         config.setdefault("JWT_ALGORITHM", "RS256")
     check_production_safety(config)
+    check_example_passwords(config)
 
 
 def psycopg2_url(url):
@@ -165,3 +170,27 @@ def weak_secret_problem(secret):
     if len(set(secret)) < MIN_SECRET_DISTINCT_CHARACTERS:
         return f"has fewer than {MIN_SECRET_DISTINCT_CHARACTERS} distinct characters"
     return None
+
+
+def check_example_passwords(config):
+    """Outside debug mode, refuse the example passwords of the stack where this process sees them:
+    in the connection URLs, and rq-dashboard's login when it is in the environment (``.env``)."""
+    if config.get("DEBUG"):
+        return
+    urls = {
+        "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+        "REDIS_URL": "REDIS_URL",
+        "RABBITMQ_URL": "RABBITMQ_URL",
+    }
+    passwords = {variable: urlsplit(config[key]).password for variable, key in urls.items()}
+    passwords["RQ_DASHBOARD_PASSWORD"] = os.environ.get("RQ_DASHBOARD_PASSWORD")
+    examples = sorted(
+        name
+        for name, password in passwords.items()
+        if password and unquote(password).lower() in EXAMPLE_PASSWORDS
+    )
+    if examples:
+        raise RuntimeError(
+            f"{', '.join(examples)} use an example password; set random ones "
+            "(make .env writes them; python -c 'import secrets; print(secrets.token_hex(24))')."
+        )

@@ -156,6 +156,33 @@ def test_debug_mode_keeps_a_strong_secret(environ):
     assert config["JWT_SECRET_KEY"] == STRONG_SECRET
 
 
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("DATABASE_URL", "postgresql://orders:orders@postgres:5432/orders"),
+        ("REDIS_URL", "redis://:change-me@redis:6379/0"),
+        ("RABBITMQ_URL", "amqp://orders:orders@rabbitmq:5672/%2F"),
+        ("RQ_DASHBOARD_PASSWORD", "change-me"),
+    ],
+)
+def test_production_refuses_the_example_passwords(environ, variable, value):
+    environ.update({"JWT_SECRET_KEY": STRONG_SECRET, variable: value})
+    with pytest.raises(RuntimeError, match=f"{variable} use an example password"):
+        load_config(Config(root_path="."))
+    environ["FLASK_DEBUG"] = "1"  # development may use them
+    load_config(Config(root_path="."))
+
+
+def test_production_accepts_real_passwords_and_the_local_defaults(environ):
+    environ.update(
+        JWT_SECRET_KEY=STRONG_SECRET,
+        REDIS_URL="redis://:9f2c4e1a7b@redis:6379/0",
+        RABBITMQ_URL="amqp://guest:guest@127.0.0.1:5672/%2F",
+        RQ_DASHBOARD_PASSWORD="0c3d8e2b5f",
+    )
+    load_config(Config(root_path="."))
+
+
 @pytest.mark.filterwarnings("ignore:The HMAC key is")  # short on purpose: the attacker's key
 def test_a_token_forged_with_the_example_secret_is_refused_in_debug_mode(database):
     app = make_app(TESTING=False, DEBUG=True, JWT_SECRET_KEY="change-me")
