@@ -25,13 +25,20 @@ PLAIN_VARIABLES = {
 
 log = logging.getLogger(__name__)
 
-KNOWN_DEVELOPMENT_SECRETS = {"secret", "changeme", "change-me", "dev-only-insecure-jwt-secret-change-me"}
+# Values of the example files and the obvious ones, refused as secrets and passwords. RabbitMQ's
+# guest/guest is not among them: RabbitMQ accepts it over loopback only.
+EXAMPLE_SECRETS = {
+    "change-me",
+    "changeme",
+    "secret",
+    "password",
+    "admin",
+    "orders",
+    "dev-only-insecure-jwt-secret-change-me",
+}
 MIN_SECRET_LENGTH = 32  # HMAC-SHA256 keys shorter than the hash are weak
 # 32 x "a" is long but guessable; 10 keeps hex secrets (16 symbols) safely above it.
 MIN_SECRET_DISTINCT_CHARACTERS = 10
-# Passwords of the example files (and the obvious ones). RabbitMQ's guest/guest is not among
-# them: RabbitMQ accepts it over loopback only.
-EXAMPLE_PASSWORDS = {"change-me", "changeme", "orders", "password", "secret", "admin"}
 
 
 class Defaults:
@@ -163,7 +170,7 @@ def weak_secret_problem(secret):
     """Why ``secret`` must not sign tokens, or None."""
     if not secret:
         return "is missing"
-    if secret.lower() in KNOWN_DEVELOPMENT_SECRETS:
+    if secret.lower() in EXAMPLE_SECRETS:
         return "is a known example value"
     if len(secret) < MIN_SECRET_LENGTH:
         return f"is shorter than {MIN_SECRET_LENGTH} characters"
@@ -187,7 +194,7 @@ def check_example_passwords(config):
     examples = sorted(
         name
         for name, password in passwords.items()
-        if password and unquote(password).lower() in EXAMPLE_PASSWORDS
+        if password and unquote(password).lower() in EXAMPLE_SECRETS
     )
     if examples:
         raise RuntimeError(

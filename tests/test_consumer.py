@@ -39,7 +39,7 @@ def test_an_event_becomes_one_unique_rq_job_then_is_acked(client, alice, broker,
     assert jobs_in(rq_redis) == [f"process-order-{order['id']}"]
     job = Job.fetch(job_id(order["id"]), connection=rq_redis, serializer=JSONSerializer)
     assert job.func_name == "orders_app.jobs.process_order"
-    assert job.args == (order["id"],)
+    assert job.args == [order["id"]]  # JSON: a list
     assert job.meta["request_id"] == "req-consumer"
     assert job.retries_left == 3
     assert job.retry_intervals == [2, 10, 30]  # growing
