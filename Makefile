@@ -15,10 +15,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# A local .env with a fresh random JWT secret; edit it to change any setting.
+# A local .env with a fresh random JWT secret and passwords; edit it to change any setting.
 .env:
-	sed "s|^JWT_SECRET_KEY=.*|JWT_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')|" .env.example > $@
-	@echo "Wrote .env (from .env.example, with a new random JWT_SECRET_KEY)"
+	$(PYTHON) -c 'import re, secrets; print(re.sub(r"^(JWT_SECRET_KEY|\w+_PASSWORD)=.*", lambda m: f"{m[1]}={secrets.token_hex(24)}", open(".env.example").read(), flags=re.M), end="")' > $@
+	@echo "Wrote .env (from .env.example, with a new random JWT_SECRET_KEY and passwords)"
 
 # The real environment wins over .env: `dotenv run --no-override` fills in only what is unset,
 # and honcho gets no env file (it would load .env over the environment).

@@ -4,8 +4,10 @@ Starts the stack the way production runs it (gunicorn + gevent, one worker per c
 limiting off) on a database, Redis db and RabbitMQ names of its own, seeds users and orders,
 and measures with wrk (2 threads, 64 connections, a warm-up then WRK_SECONDS per run), every
 HTTP scenario ROUNDS times, interleaved with the baseline (bench/baseline_app.py, same gunicorn
-configuration). Then the pipeline: relay -> consumer -> workers. Writes
-bench/results/<date>.json, prints a markdown table and puts it into README.md.
+configuration). Then the pipeline: relay -> consumer -> workers, and cache reads during a
+login storm. Writes bench/results/<date>.json, prints a markdown table and puts it into
+README.md. ``python bench/run.py login_storm`` runs only the login storm (results in
+bench/results/<date>-login_storm.json, README untouched).
 """
 
 import json
@@ -21,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +54,12 @@ CACHED_ORDERS = 2_000
 PIPELINE_ORDERS = 2_000
 LATENCY_SAMPLES = 100
 MAX_ERROR_RATIO = 0.001
+# Logins per second per web worker during the storm: real argon2id hashes (~0.1 s of CPU each),
+# well within what the cores can hash; cache reads on a few connections, so that their latency
+# shows stalls of the event loop rather than the queue of a saturating load.
+STORM_LOGINS_PER_WORKER_SECOND = 2
+STORM_READ_CONNECTIONS = 8
+STORM_USER = {"username": "storm@example.com", "password": "correct horse battery"}
 ORDER_BODY = json.dumps({"items": [{"name": "Bread", "quantity": 2, "price": "10.50"}]})
 TARGETS = {  # ratio to the baseline's requests/s, measured in the same run
     "get_cached": 0.5,
@@ -406,6 +415,89 @@ def pipeline_scenarios(workdir, tokens):
     return results
 
 
+# --- cache reads during a login storm -----------------------------------------------------------
+
+
+def post_json(url, body):
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status
+
+
+@contextmanager
+def login_storm(base_url, per_second):
+    """POST /token at a steady ``per_second`` until the block ends; yields its counters."""
+    stats = {"latencies": [], "errors": 0}
+    stop = threading.Event()
+
+    def login():
+        started = time.perf_counter()
+        try:
+            post_json(f"{base_url}/token", STORM_USER)
+            stats["latencies"].append(time.perf_counter() - started)
+        except OSError:
+            stats["errors"] += 1
+
+    def run():
+        with ThreadPoolExecutor(64) as pool:
+            next_at = time.perf_counter()
+            while not stop.is_set():
+                pool.submit(login)
+                next_at += 1 / per_second
+                stop.wait(max(0.0, next_at - time.perf_counter()))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield stats
+    finally:
+        stop.set()
+        thread.join()
+
+
+def login_storm_scenario(workdir, orders, tokens):
+    """get_cached (wrk on STORM_READ_CONNECTIONS) alone, then during a storm of logins, ROUNDS times each."""
+    port, cached = free_port(), orders[:CACHED_ORDERS]
+    requests = request_file(
+        workdir, "storm_get_cached", [("GET", f"/orders/{o}/", tokens[u]) for o, u in cached]
+    )
+    per_second = STORM_LOGINS_PER_WORKER_SECOND * CORES
+    runs = {"quiet": [], "storm": []}
+    with gunicorn("wsgi:app", port, Path(workdir) / "storm-web.log"):
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
+        post_json(f"{url}/register/", {"email": STORM_USER["username"], "password": STORM_USER["password"]})
+        wrk(url, requests, WARMUP_SECONDS)
+        warm_cache(url, cached, tokens)
+        for round_number in range(1, ROUNDS + 1):
+            runs["quiet"].append(wrk(url, requests, WRK_SECONDS, STORM_READ_CONNECTIONS))
+            with login_storm(url, per_second) as stats:
+                result = wrk(url, requests, WRK_SECONDS, STORM_READ_CONNECTIONS)
+            latencies = sorted(stats["latencies"]) or [0.0]
+            result["logins"] = {
+                "per_second": round(len(stats["latencies"]) / WRK_SECONDS, 1),
+                "errors": stats["errors"],
+                "p50_ms": round(statistics.median(latencies) * 1000, 1),
+                "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1),
+            }
+            runs["storm"].append(result)
+            log(f"round {round_number} login storm: quiet {runs['quiet'][-1]}, storm {result}")
+    return {
+        "logins_per_second_asked": per_second,
+        "runs": runs,
+        **{
+            name: {
+                "requests_per_second": round(statistics.median(r["requests_per_second"] for r in rs), 1),
+                "p50_ms": round(statistics.median(r["p50_ms"] for r in rs), 2),
+                "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 2),
+            }
+            for name, rs in runs.items()
+        },
+    }
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -444,6 +536,7 @@ def markdown(summary, pipeline_results, meta):
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {'yes' if row['valid'] else 'NO'} |"
         )
     latency, throughput, workers = (pipeline_results[k] for k in ("latency", "throughput", "workers"))
+    storm = pipeline_results["login_storm"]
     lines += [
         "",
         "| pipeline | result | target |",
@@ -456,6 +549,9 @@ def markdown(summary, pipeline_results, meta):
         f"| {workers['workers']} workers, delay {workers['delay_seconds']} s | "
         f"{workers['orders_per_second']} orders/s = {workers['ratio_to_ideal']} × the ideal "
         f"{workers['ideal_per_second']} | ≥ 0.9 × ideal |",
+        f"| get_cached p99 on {STORM_READ_CONNECTIONS} connections during a login storm "
+        f"({storm['logins_per_second_asked']} logins/s asked) | "
+        f"{storm['storm']['p99_ms']} ms (without the storm {storm['quiet']['p99_ms']} ms) | about the same |",
     ]
     return "\n".join(lines)
 
@@ -484,8 +580,15 @@ def main():
         prepare_database()
         orders, tokens = seed()
         log(f"seeded {USERS} users and {len(orders)} orders")
+        if sys.argv[1:] == ["login_storm"]:
+            storm = login_storm_scenario(workdir, orders, tokens)
+            output = BENCH / "results" / f"{meta['date']}-login_storm.json"
+            output.write_text(json.dumps({"meta": meta, "login_storm": storm}, indent=2) + "\n")
+            log(f"results in {output.relative_to(ROOT)}")
+            return
         http = http_scenarios(workdir, orders, tokens)
         pipeline_results = pipeline_scenarios(workdir, tokens)
+        pipeline_results["login_storm"] = login_storm_scenario(workdir, orders, tokens)
     summary = summarise(http)
     table = markdown(summary, pipeline_results, meta)
     output = BENCH / "results" / f"{meta['date']}.json"

@@ -2,16 +2,21 @@
 
 For each message: validate the body, enqueue ``process_order`` with the unique job id
 ``process-order-{order_id}`` (a redelivered event finds the job there and enqueues nothing), then
-ack. A malformed message is rejected without requeue, so it is dead-lettered to ``new_order.dead``.
+ack. A message that cannot be parsed or validated, whatever the reason, is rejected without
+requeue, so it is dead-lettered to ``new_order.dead``.
 If Redis is unreachable the message is not acked: the connection is closed, the broker requeues
 it, and the consumer waits for Redis with backoff before consuming again.
+
+Redeliveries are bounded: a message that keeps coming back (one that kills the consumer, say) is
+dead-lettered after ``CONSUMER_MAX_REDELIVERIES``, counted in Redis per message body. Nothing is
+lost by it: the order is in PostgreSQL, and the reconciler gives it its job again.
 """
 
+import hashlib
 import logging
 
 import redis
 from flask import current_app
-from marshmallow import ValidationError
 from pika.exceptions import AMQPError
 from rq.exceptions import DuplicateJobError
 
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # How often the consumer looks up from an idle queue to see whether it was asked to stop.
 IDLE_CHECK_SECONDS = 1
+# How long a message's redelivery count is kept.
+REDELIVERY_COUNT_SECONDS = 24 * 3600
 
 
 class Consumer:
@@ -64,12 +71,13 @@ class Consumer:
                 connection.close()
 
     def handle(self, channel, method, properties, body):
+        if method.redelivered and self._count_redelivery(body) > self.config["CONSUMER_MAX_REDELIVERIES"]:
+            self._dead_letter(channel, method, properties, "redelivered too many times")
+            return
         try:
             event = event_schema.loads(body)
-        except (ValidationError, ValueError) as error:  # ValueError: not JSON, not UTF-8
-            log.error("Dead-lettering malformed message %s: %s", properties.message_id, error)
-            channel.basic_reject(method.delivery_tag, requeue=False)
-            EVENTS_DEAD_LETTERED.inc()
+        except Exception as error:  # not UTF-8, not JSON, nested too deeply, invalid: all malformed
+            self._dead_letter(channel, method, properties, f"malformed: {type(error).__name__}: {error}")
             return
         order_id, event_id = event["order_id"], event["event_id"]
         with log_context(event["request_id"], order_id):
@@ -80,3 +88,19 @@ class Consumer:
             except DuplicateJobError:
                 log.info("Order %s already has its job (event %s redelivered)", order_id, event_id)
             channel.basic_ack(method.delivery_tag)
+
+    @staticmethod
+    def _count_redelivery(body):
+        """How many times this message came back to a consumer (raises ``redis.RedisError``)."""
+        key = "consumer:redeliveries:" + hashlib.sha256(body).hexdigest()
+        pipeline = queue_redis.client.pipeline()
+        pipeline.incr(key)
+        pipeline.expire(key, REDELIVERY_COUNT_SECONDS)
+        count, _ = pipeline.execute()
+        return count
+
+    @staticmethod
+    def _dead_letter(channel, method, properties, reason):
+        log.error("Dead-lettering message %s: %s", properties.message_id, reason[:500])
+        channel.basic_reject(method.delivery_tag, requeue=False)
+        EVENTS_DEAD_LETTERED.inc()

@@ -1,5 +1,6 @@
 """Flask CLI commands: prestart, create-admin, purge-idempotency-keys, reconcile, relay and worker."""
 
+import sys
 from urllib.parse import urlsplit
 
 import click
@@ -71,21 +72,31 @@ def prestart():
 @click.command("create-admin")
 @with_appcontext
 @click.argument("email")
-@click.option("--password", help="Password for a new user (prompted for if not given).")
-def create_admin(email, password):
-    """Make EMAIL an admin, creating the user if it does not exist."""
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read a new user's password from the first line of stdin (scripts).",
+)
+def create_admin(email, password_stdin):
+    """Make EMAIL an admin, creating the user if it does not exist.
+
+    A new user's password is prompted for, or read from stdin: never an argument, which
+    ``ps`` and the shell history would show.
+    """
     try:
         email = LowerCaseEmail().deserialize(email)
     except ValidationError as error:
         raise click.BadParameter(" ".join(error.messages), param_hint="EMAIL") from None
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
-        if password is None:
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         try:
             PASSWORD_LENGTH(password)
         except ValidationError as error:
-            raise click.BadParameter(" ".join(error.messages), param_hint="--password") from None
+            raise click.BadParameter(" ".join(error.messages), param_hint="password") from None
         user = User(email=email, password_hash=hash_password(password))
         db.session.add(user)
     user.is_admin = True

@@ -5,8 +5,11 @@ other Flask or extension setting comes from ``FLASK_<KEY>`` through Flask's
 ``from_prefixed_env``.
 """
 
+import logging
 import os
+import secrets
 from datetime import timedelta
+from urllib.parse import unquote, urlsplit
 
 from dotenv import find_dotenv, load_dotenv
 
@@ -20,9 +23,22 @@ PLAIN_VARIABLES = {
     "PROCESSING_DELAY_SECONDS": "PROCESSING_DELAY_SECONDS",
 }
 
-DEVELOPMENT_SECRET = "dev-only-insecure-jwt-secret-change-me"
-KNOWN_DEVELOPMENT_SECRETS = {DEVELOPMENT_SECRET, "", "secret", "changeme", "change-me"}
-MIN_SECRET_LENGTH = 32
+log = logging.getLogger(__name__)
+
+# Values of the example files and the obvious ones, refused as secrets and passwords. RabbitMQ's
+# guest/guest is not among them: RabbitMQ accepts it over loopback only.
+EXAMPLE_SECRETS = {
+    "change-me",
+    "changeme",
+    "secret",
+    "password",
+    "admin",
+    "orders",
+    "dev-only-insecure-jwt-secret-change-me",
+}
+MIN_SECRET_LENGTH = 32  # HMAC-SHA256 keys shorter than the hash are weak
+# 32 x "a" is long but guessable; 10 keeps hex secrets (16 symbols) safely above it.
+MIN_SECRET_DISTINCT_CHARACTERS = 10
 
 
 class Defaults:
@@ -40,12 +56,14 @@ class Defaults:
     CORS_ORIGINS = ""
     PROCESSING_DELAY_SECONDS = 2.0
     HEALTH_CHECK_TIMEOUT = 2.0
+    HEALTH_CACHE_SECONDS = 2.0  # /health/ready reuses results this long: probes cannot load the broker
     # Events and jobs
     EVENTS_NAMESPACE = ""  # prefix of every RabbitMQ name (tests use their own)
     RABBITMQ_HEARTBEAT_SECONDS = 30
     RELAY_BATCH_SIZE = 100
     RELAY_SWEEP_SECONDS = 5.0
     CONSUMER_PREFETCH = 20
+    CONSUMER_MAX_REDELIVERIES = 5  # then the message is dead-lettered
     RQ_QUEUE = "orders"
     JOB_RETRY_INTERVALS = [2, 10, 30]  # seconds before each of the 3 retries
     JOB_TIMEOUT_SECONDS = 30  # a process_order run taking longer is stopped (and retried)
@@ -62,11 +80,12 @@ class Defaults:
     METRICS_READ_TIMEOUT = 2.0  # seconds each state gauge read may take at a scrape
 
     MAX_CONTENT_LENGTH = 64 * 1024
-    # Rate limits (flask-limiter), per user with a valid token, else per client IP.
+    # Rate limits (flask-limiter), per user with a valid access token, else per client IP.
     RATELIMIT_ENABLED = True
     RATELIMIT_APPLICATION = "100/minute"  # over all endpoints together
     RATELIMIT_REGISTER = "5/minute"
-    RATELIMIT_TOKEN = "10/minute"
+    RATELIMIT_TOKEN = "10/minute"  # per client address
+    RATELIMIT_TOKEN_PER_USERNAME = "10/hour"  # failed logins per account, from any address
     RATELIMIT_ORDER_CREATE = "30/minute"
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_KEY_PREFIX = "ratelimit"
@@ -76,8 +95,11 @@ class Defaults:
     # argon2id cost (argon2-cffi's defaults): passes and memory in KiB.
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_COST = 65536
+    # Hashes at once per web worker (gunicorn runs one per core): logins use every core while
+    # each worker's event loop keeps answering.
+    PASSWORD_HASH_CONCURRENCY = 1
 
-    JWT_SECRET_KEY = DEVELOPMENT_SECRET
+    JWT_SECRET_KEY = None  # required; a random one per run in debug mode
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
     JWT_TOKEN_LOCATION = ["headers"]
@@ -119,6 +141,7 @@ def load_config(config, overrides=None):
     if config.get("JWT_PRIVATE_KEY") and config.get("JWT_PUBLIC_KEY"):
         config.setdefault("JWT_ALGORITHM", "RS256")
     check_production_safety(config)
+    check_example_passwords(config)
 
 
 def psycopg2_url(url):
@@ -130,15 +153,59 @@ def psycopg2_url(url):
 
 
 def check_production_safety(config):
-    """Refuse to run outside debug/testing with a missing, default or short HMAC secret."""
-    if config.get("DEBUG") or config.get("TESTING"):
+    """Refuse a missing, known or weak HMAC secret; in debug mode, use a random one instead.
+
+    Never skipped: a public development secret would let anyone forge an admin's token.
+    """
+    if not config.get("JWT_ALGORITHM", "HS256").startswith("HS"):
+        return  # RS256: tokens are signed with the private key
+    problem = weak_secret_problem(config.get("JWT_SECRET_KEY") or "")
+    if problem and config.get("DEBUG"):
+        config["JWT_SECRET_KEY"] = secrets.token_urlsafe(48)
+        log.warning(
+            "JWT_SECRET_KEY %s: using a random secret for this run (debug mode); tokens will not "
+            "survive a restart or be accepted by another process",
+            problem,
+        )
+    elif problem:
+        raise RuntimeError(
+            f"JWT_SECRET_KEY {problem}; set a random secret of at least {MIN_SECRET_LENGTH} "
+            "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+        )
+
+
+def weak_secret_problem(secret):
+    """Why ``secret`` must not sign tokens, or None."""
+    if not secret:
+        return "is missing"
+    if secret.lower() in EXAMPLE_SECRETS:
+        return "is a known example value"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(secret)) < MIN_SECRET_DISTINCT_CHARACTERS:
+        return f"has fewer than {MIN_SECRET_DISTINCT_CHARACTERS} distinct characters"
+    return None
+
+
+def check_example_passwords(config):
+    """Outside debug mode, refuse the example passwords of the stack where this process sees them:
+    in the connection URLs, and rq-dashboard's login when it is in the environment (``.env``)."""
+    if config.get("DEBUG"):
         return
-    if config.get("JWT_ALGORITHM", "HS256").startswith("HS"):
-        secret = config.get("JWT_SECRET_KEY") or ""
-        if secret in KNOWN_DEVELOPMENT_SECRETS or len(secret) < MIN_SECRET_LENGTH:
-            raise RuntimeError(
-                "JWT_SECRET_KEY is missing, a development default or shorter than "
-                f"{MIN_SECRET_LENGTH} characters; set a random secret "
-                "(python -c 'import secrets; print(secrets.token_urlsafe(48))') "
-                "or run with FLASK_DEBUG=1 for development."
-            )
+    urls = {
+        "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+        "REDIS_URL": "REDIS_URL",
+        "RABBITMQ_URL": "RABBITMQ_URL",
+    }
+    passwords = {variable: urlsplit(config[key]).password for variable, key in urls.items()}
+    passwords["RQ_DASHBOARD_PASSWORD"] = os.environ.get("RQ_DASHBOARD_PASSWORD")
+    examples = sorted(
+        name
+        for name, password in passwords.items()
+        if password and unquote(password).lower() in EXAMPLE_SECRETS
+    )
+    if examples:
+        raise RuntimeError(
+            f"{', '.join(examples)} use an example password; set random ones "
+            "(make .env writes them; python -c 'import secrets; print(secrets.token_hex(24))')."
+        )

@@ -1,6 +1,8 @@
 """Liveness and readiness probes."""
 
 import logging
+import threading
+import time
 
 import pika
 from flask import current_app
@@ -57,14 +59,33 @@ def alive():
 @blp.response(200, ReadinessSchema)
 @blp.alt_response(503, schema=ReadinessSchema, description="At least one dependency is failing")
 def ready():
-    """PostgreSQL, Redis and RabbitMQ each answer within ``HEALTH_CHECK_TIMEOUT`` seconds."""
-    checks = {}
-    for name, check in CHECKS.items():
-        try:
-            check()
-            checks[name] = "ok"
-        except Exception as error:  # any failure of a dependency means "not ready"
-            log.warning("Readiness check %s failed: %s", name, error)
-            checks[name] = f"failing: {type(error).__name__}"
+    """PostgreSQL, Redis and RabbitMQ each answer within ``HEALTH_CHECK_TIMEOUT`` seconds.
+
+    Results are reused for ``HEALTH_CACHE_SECONDS``: a flood of probes runs each check once.
+    """
+    checks = recent_results()
     healthy = all(result == "ok" for result in checks.values())
     return {"status": "ok" if healthy else "failing", "checks": checks}, 200 if healthy else 503
+
+
+def recent_results():
+    """The checks' results, at most ``HEALTH_CACHE_SECONDS`` old (per process and app).
+
+    One caller at a time runs the checks; the others wait for its results instead of opening
+    connections of their own.
+    """
+    cache = current_app.extensions.setdefault("readiness", {"lock": threading.Lock(), "expires": 0.0})
+    with cache["lock"]:
+        if time.monotonic() >= cache["expires"]:
+            cache["results"] = {name: run_check(name, check) for name, check in CHECKS.items()}
+            cache["expires"] = time.monotonic() + current_app.config["HEALTH_CACHE_SECONDS"]
+        return cache["results"]
+
+
+def run_check(name, check):
+    try:
+        check()
+        return "ok"
+    except Exception as error:  # any failure of a dependency means "not ready"
+        log.warning("Readiness check %s failed: %s", name, error)
+        return f"failing: {type(error).__name__}"

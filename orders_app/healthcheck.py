@@ -1,11 +1,13 @@
 """Container health checks, one per kind of process (exit status 0 = healthy):
 
-python -m orders_app.healthcheck url URL            web, rq-dashboard: URL answers 2xx
+python -m orders_app.healthcheck url URL            web, rq-dashboard: URL answers 2xx (with the
+                                                    dashboard's RQ_DASHBOARD_USERNAME/_PASSWORD if set)
 python -m orders_app.healthcheck file PATH SECONDS  relay, consumer: heartbeat file fresh
 python -m orders_app.healthcheck rq-worker          worker: registered in Redis, and PostgreSQL answers
 """
 
 import argparse
+import base64
 import os
 import socket
 import sys
@@ -17,7 +19,12 @@ TIMEOUT_SECONDS = 3
 
 
 def url_answers(url):
-    with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
+    request = urllib.request.Request(url)
+    username, password = os.environ.get("RQ_DASHBOARD_USERNAME"), os.environ.get("RQ_DASHBOARD_PASSWORD")
+    if username and password:  # the dashboard's login, in its own container's environment
+        credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {credentials}")
+    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
         return 200 <= response.status < 300
 
 

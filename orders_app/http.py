@@ -15,7 +15,8 @@ log = logging.getLogger("orders_app.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is echoed back and written to logs: accept only a short, plain token.
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Events carry it too, and the consumer validates theirs with the same pattern.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # Swagger UI's page runs an inline bootstrap script and inline styles.
@@ -30,7 +31,7 @@ def init_app(app):
     def enter_log_context():
         g.started = time.perf_counter()
         sent = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = sent if _VALID_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        g.request_id = sent if REQUEST_ID_PATTERN.match(sent) else uuid.uuid4().hex
         g.log_context = ExitStack()
         order_id = (request.view_args or {}).get("order_id")
         g.log_context.enter_context(log_context(request_id=g.request_id, order_id=order_id))

@@ -6,6 +6,7 @@ import time
 import redis
 from flask import current_app
 from rq import Queue, Retry, SimpleWorker, get_current_job
+from rq.serializers import JSONSerializer  # never pickle: whoever writes to Redis would run code
 
 from .extensions import db
 from .lifecycle import Backoff, GracefulStop
@@ -21,10 +22,15 @@ def job_id(order_id):
     return f"process-order-{order_id}"
 
 
+def orders_queue(connection):
+    """The RQ queue of ``process_order`` jobs; its registries and jobs share its JSON serializer."""
+    return Queue(current_app.config["RQ_QUEUE"], connection=connection, serializer=JSONSerializer)
+
+
 def enqueue_process_order(connection, order_id, request_id):
     """Enqueue the order's job once: raises ``rq.exceptions.DuplicateJobError`` if it exists."""
     config = current_app.config
-    return Queue(config["RQ_QUEUE"], connection=connection).enqueue(
+    return orders_queue(connection).enqueue(
         process_order,
         str(order_id),
         job_id=job_id(order_id),
@@ -87,7 +93,11 @@ def run_worker():
     stop, backoff = GracefulStop(), Backoff(maximum=config["RECONNECT_MAX_SECONDS"])
     while not stop.requested:
         # No socket timeout: the worker blocks on BLPOP for minutes at a time.
-        worker = OrdersWorker([config["RQ_QUEUE"]], connection=redis.Redis.from_url(config["REDIS_URL"]))
+        worker = OrdersWorker(
+            [config["RQ_QUEUE"]],
+            connection=redis.Redis.from_url(config["REDIS_URL"]),
+            serializer=JSONSerializer,
+        )
         try:
             worker.work(with_scheduler=True)
         except redis.RedisError as error:

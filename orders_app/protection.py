@@ -1,5 +1,8 @@
 """Who may call, how often, and from which browser origins: rate limits, CORS, trusted proxies."""
 
+import hashlib
+import re
+
 from flask import current_app, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
@@ -18,23 +21,47 @@ CORS_EXPOSED_HEADERS = [
     "ETag", "Location", "Retry-After", "X-Cache", "X-Pagination", "X-Request-ID", "Idempotent-Replayed",
     "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
 ]  # fmt: skip
+# An exact browser origin: scheme, host name or IPv4 address, optional port; nothing else.
+EXACT_ORIGIN = re.compile(r"https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?")
 # Operational endpoints a load balancer or a browser calls freely.
 UNLIMITED_BLUEPRINTS = {"health", "api-docs", "swagger_ui", "metrics"}
+# Where credentials are tried: a bearer header must not buy a fresh budget there.
+ADDRESS_KEYED_ENDPOINTS = {"auth.issue_token", "auth.register"}
 
 
 def rate_limit_key():
-    """``user:<id>`` for a request with a valid token, else ``ip:<client address>``.
+    """``user:<id>`` for a request with a valid access token, else ``ip:<client address>``.
 
-    Runs before the view's own token check, so it decodes the token itself (signature and
-    expiry; a revoked token still names its user, and its request is refused anyway).
+    Runs before the view's own token check, so it decodes the token itself (signature, expiry
+    and type: a refresh token is no access token). Logging in and registering are always keyed
+    by address.
     """
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        try:
-            return f"user:{decode_token(token)['sub']}"
-        except (JWTExtendedException, PyJWTError, KeyError):
-            pass
+    if request.endpoint not in ADDRESS_KEYED_ENDPOINTS:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            try:
+                claims = decode_token(token)
+            except (JWTExtendedException, PyJWTError):
+                claims = {}
+            if claims.get("type") == "access" and "sub" in claims:
+                return f"user:{claims['sub']}"
+    return client_address_key()
+
+
+def client_address_key():
     return f"ip:{request.remote_addr}"
+
+
+def login_username_key():
+    """The account a login tries (read as ``/token`` reads it), hashed into a short key."""
+    data = request.form or request.get_json(silent=True)
+    username = data.get("username") if hasattr(data, "get") else None
+    normalised = username.strip().lower() if isinstance(username, str) else ""
+    return "username:" + hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def is_failed_login(response):
+    return response.status_code == 401
 
 
 def configured_limit(key):
@@ -47,9 +74,16 @@ def is_exempt():
 
 
 def cors_options(config):
+    """flask-cors options; an entry of ``CORS_ORIGINS`` that is not an exact origin is refused."""
+    for origin in config["CORS_ORIGINS"]:
+        if not EXACT_ORIGIN.fullmatch(origin):
+            raise RuntimeError(
+                f"CORS_ORIGINS entry {origin!r} is not an exact origin such as https://shop.example.com "
+                "(wildcards, patterns and paths are refused)"
+            )
     return {
         "origins": config["CORS_ORIGINS"],
-        "supports_credentials": True,
+        "supports_credentials": False,  # the API authenticates with bearer tokens, never cookies
         "allow_headers": CORS_ALLOWED_HEADERS,
         "expose_headers": CORS_EXPOSED_HEADERS,
         "methods": ["GET", "POST", "PATCH", "OPTIONS"],
@@ -57,7 +91,10 @@ def cors_options(config):
 
 
 def trust_proxies(app):
-    """Read the client address from X-Forwarded-For when ``TRUSTED_PROXIES`` proxies stand in front."""
+    """Read the client address from X-Forwarded-For when ``TRUSTED_PROXIES`` proxies stand in front.
+
+    Only the address: X-Forwarded-Host and X-Forwarded-Proto are never trusted.
+    """
     hops = app.config["TRUSTED_PROXIES"]
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0)

@@ -16,14 +16,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select, tuple_
 
 from .extensions import db, queue_redis
-from .jobs import enqueue_process_order, job_id
+from .jobs import enqueue_process_order, job_id, orders_queue
 from .log import log_context
 from .metrics import RECONCILED
 from .models import Order
@@ -43,8 +42,7 @@ def reconcile():
 
     Raises ``redis.RedisError`` or ``sqlalchemy.exc.SQLAlchemyError`` when a dependency is down.
     """
-    connection = queue_redis.client
-    queue = Queue(current_app.config["RQ_QUEUE"], connection=connection)
+    queue = orders_queue(queue_redis.client)
     try:
         if not db.session.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY))):
             return None
@@ -75,7 +73,7 @@ def _overdue_orders():
 
 def _repair(queue, order_id):
     """Give the order its job again unless the job will run anyway; return 1 if repaired."""
-    job = Job.fetch_many([job_id(order_id)], connection=queue.connection)[0]
+    job = Job.fetch_many([job_id(order_id)], connection=queue.connection, serializer=queue.serializer)[0]
     state = job.get_status(refresh=False) if job is not None else None
     if state in PENDING_STATES and not (state == JobStatus.SCHEDULED and _retry_stalled(queue, job)):
         return 0

@@ -119,6 +119,8 @@ def bob(client):
 @pytest.fixture
 def admin(app, client):
     """An admin made by ``flask create-admin``, logged in."""
-    result = app.test_cli_runner().invoke(args=["create-admin", "admin@example.com", "--password", PASSWORD])
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "admin@example.com", "--password-stdin"], input=f"{PASSWORD}\n"
+    )
     assert result.exit_code == 0, result.output
     return session_of(client, "admin@example.com")

@@ -211,7 +211,7 @@ class TcpProxy:
     Closed, its port refuses connections and the open ones are cut: the service went away.
     ``reset()`` aborts the open connections with a TCP RST and keeps accepting new ones.
     With ``latency`` (seconds) every chunk sent to the service is held that long: a slow service.
-    ``url`` is the same URL, pointing at the proxy.
+    ``url`` is the same URL, pointing at the proxy; ``accepted`` counts the connections made.
     """
 
     def __init__(self, url, latency=0.0):
@@ -221,6 +221,7 @@ class TcpProxy:
         netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{self.port}")
         self.url = parts._replace(netloc=netloc).geturl()
         self.latency = latency
+        self.accepted = 0
         self._server = None
         self._connections = []
         self._lock = threading.Lock()
@@ -257,6 +258,7 @@ class TcpProxy:
                 return
             with self._lock:
                 self._connections += [client, upstream]
+                self.accepted += 1
             for source, sink, latency in ((client, upstream, self.latency), (upstream, client, 0)):
                 threading.Thread(target=self._pump, args=(source, sink, latency), daemon=True).start()
 

@@ -152,13 +152,49 @@ def test_access_token_lifetime_comes_from_flask_prefixed_setting(database):
 # --- refresh, logout, /users/me -------------------------------------------------------------
 
 
-def test_refresh_gives_a_new_working_access_token(client, alice):
-    response = client.post("/token/refresh", headers=bearer(alice["tokens"]["refresh_token"]))
+def refresh(client, refresh_token):
+    return client.post("/token/refresh", headers=bearer(refresh_token))
+
+
+def test_refresh_gives_a_new_working_token_pair(client, alice):
+    response = refresh(client, alice["tokens"]["refresh_token"])
     assert response.status_code == 200
-    assert set(response.json) == {"access_token", "token_type", "expires_in"}
+    assert set(response.json) == {"access_token", "token_type", "expires_in", "refresh_token"}
     new_token = response.json["access_token"]
     assert new_token != alice["tokens"]["access_token"]
     assert client.get("/users/me", headers=bearer(new_token)).json["email"] == "alice@example.com"
+    assert refresh(client, response.json["refresh_token"]).status_code == 200
+
+
+def test_a_refresh_token_works_once(client, alice):
+    assert refresh(client, alice["tokens"]["refresh_token"]).status_code == 200
+    assert_unauthorized(refresh(client, alice["tokens"]["refresh_token"]))
+
+
+def test_replaying_a_used_refresh_token_revokes_its_whole_family(client, alice):
+    stolen = alice["tokens"]["refresh_token"]
+    rotated = refresh(client, stolen).json["refresh_token"]
+    other_login = login(client, "alice@example.com")
+    assert_unauthorized(refresh(client, stolen))  # the replay...
+    assert_unauthorized(refresh(client, rotated))  # ...ends the session it was stolen from
+    assert refresh(client, other_login["refresh_token"]).status_code == 200  # not other sessions
+
+
+def test_rotated_refresh_tokens_keep_their_family_and_its_revocation_lives_as_long_as_they_can(
+    app, client, alice
+):
+    first = alice["tokens"]["refresh_token"]
+    second = refresh(client, first).json["refresh_token"]
+    assert claims_of(second)["fam"] == claims_of(first)["fam"]
+    assert claims_of(login(client, "alice@example.com")["refresh_token"])["fam"] != claims_of(first)["fam"]
+    refresh(client, first)  # replayed
+    ttl = app.extensions["cache_redis"].ttl(f"jwt:revoked-family:{claims_of(first)['fam']}")
+    assert 30 * 24 * 3600 - 10 <= ttl <= 30 * 24 * 3600
+
+
+def test_refresh_while_redis_is_down_is_503(database, alice):
+    client = make_app(REDIS_URL=closed_port_url("redis", "/0")).test_client()
+    assert_error(refresh(client, alice["tokens"]["refresh_token"]), 503)
 
 
 def test_users_me_returns_the_caller(client, alice):
@@ -173,6 +209,36 @@ def test_logout_revokes_exactly_that_access_token(app, client, alice):
     assert response.status_code == 204
     assert_unauthorized(client.get("/users/me", headers=alice["headers"]))
     assert client.get("/users/me", headers=bearer(other_session["access_token"])).status_code == 200
+
+
+@pytest.mark.parametrize("encoding", ["json", "data"])
+def test_logout_with_the_refresh_token_revokes_it_too(client, alice, encoding):
+    tokens = alice["tokens"]
+    response = client.post(
+        "/logout", headers=alice["headers"], **{encoding: {"refresh_token": tokens["refresh_token"]}}
+    )
+    assert response.status_code == 204
+    assert_unauthorized(refresh(client, tokens["refresh_token"]))
+
+
+def test_logout_without_the_refresh_token_leaves_it_valid(client, alice):
+    assert client.post("/logout", headers=alice["headers"]).status_code == 204
+    assert refresh(client, alice["tokens"]["refresh_token"]).status_code == 200
+
+
+def test_logout_refuses_what_is_not_the_callers_refresh_token(client, alice, bob):
+    for wrong in [bob["tokens"]["refresh_token"], alice["tokens"]["access_token"], "not.a.token", ""]:
+        response = client.post("/logout", headers=alice["headers"], json={"refresh_token": wrong})
+        assert_error(response, 422)
+        assert "refresh_token" in response.json["errors"]["json_or_form"]
+    assert refresh(client, bob["tokens"]["refresh_token"]).status_code == 200
+
+
+def test_the_optional_logout_body_is_documented(client):
+    document = client.get("/openapi.json").json
+    body = document["paths"]["/logout"]["post"]["requestBody"]
+    assert body.get("required", False) is False
+    assert "refresh_token" in document["components"]["schemas"]["Logout"]["properties"]
 
 
 def test_the_blocklist_entry_lives_until_the_token_expires(app, client, alice):

@@ -28,7 +28,9 @@ def user_by_email(app, email):
 
 
 def test_create_admin_creates_an_admin_whose_tokens_say_so(app, client):
-    result = app.test_cli_runner().invoke(args=["create-admin", "Root@Example.com", "--password", PASSWORD])
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "Root@Example.com", "--password-stdin"], input=f"{PASSWORD}\n"
+    )
     assert result.exit_code == 0, result.output
     assert user_by_email(app, "root@example.com").is_admin
     assert claims_of(login(client, "root@example.com")["access_token"])["is_admin"] is True
@@ -58,11 +60,19 @@ def test_registered_users_are_not_admins(app, client):
     assert claims_of(login(client, "plain@example.com")["access_token"])["is_admin"] is False
 
 
-@pytest.mark.parametrize(
-    "args", [["not-an-email", "--password", PASSWORD], ["x@example.com", "--password", "short"]]
-)
-def test_create_admin_rejects_bad_input(app, args):
-    result = app.test_cli_runner().invoke(args=["create-admin", *args])
+def test_create_admin_takes_no_password_argument(app):
+    result = app.test_cli_runner().invoke(args=["create-admin", "x@example.com", "--password", PASSWORD])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(User)) is None
+
+
+@pytest.mark.parametrize("email, password", [("not-an-email", PASSWORD), ("x@example.com", "short")])
+def test_create_admin_rejects_bad_input(app, email, password):
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", email, "--password-stdin"], input=f"{password}\n"
+    )
     assert result.exit_code == 2
     assert "Invalid value" in result.output
     with app.app_context():

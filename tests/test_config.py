@@ -1,6 +1,7 @@
 """Configuration: configuration from the environment, .env, FLASK_ settings, production safety."""
 
 import os
+import time
 from datetime import timedelta
 
 import jwt
@@ -9,9 +10,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Config
 
-from orders_app.config import DEVELOPMENT_SECRET, load_config
+from orders_app.config import load_config
 
-from helpers import PASSWORD, bearer, claims_of, login, make_app, register
+from helpers import PASSWORD, TEST_SECRET, bearer, claims_of, forge_token, login, make_app, register
 
 SERVICE_VARIABLES = [
     "DATABASE_URL",
@@ -21,7 +22,7 @@ SERVICE_VARIABLES = [
     "CORS_ORIGINS",
     "PROCESSING_DELAY_SECONDS",
 ]
-STRONG_SECRET = "s" * 48
+STRONG_SECRET = "Zp3xQ9-vLk2Wm7Rt5Yb8Nc4Hd6Jf1Gs0"
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def environ(monkeypatch):
 
 def loaded(overrides=None):
     config = Config(root_path=".")
-    load_config(config, {"TESTING": True, **(overrides or {})})
+    load_config(config, {"TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, **(overrides or {})})
     return config
 
 
@@ -56,7 +57,6 @@ def test_plain_variables_configure_the_service(environ):
         DATABASE_URL="postgresql://app:pw@db:5432/shop",
         REDIS_URL="redis://cache:6379/3",
         RABBITMQ_URL="amqp://u:p@mq:5672/orders",
-        JWT_SECRET_KEY=STRONG_SECRET,
         CORS_ORIGINS="https://shop.example.com, http://localhost:3000",
         PROCESSING_DELAY_SECONDS="0.5",
     )
@@ -64,7 +64,6 @@ def test_plain_variables_configure_the_service(environ):
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://app:pw@db:5432/shop"
     assert config["REDIS_URL"] == "redis://cache:6379/3"
     assert config["RABBITMQ_URL"] == "amqp://u:p@mq:5672/orders"
-    assert config["JWT_SECRET_KEY"] == STRONG_SECRET
     assert config["CORS_ORIGINS"] == ["https://shop.example.com", "http://localhost:3000"]
     assert config["PROCESSING_DELAY_SECONDS"] == 0.5
 
@@ -111,26 +110,99 @@ def test_explicit_overrides_win_over_the_environment(environ):
     assert loaded({"REDIS_URL": "redis://override:6379/0"})["REDIS_URL"] == "redis://override:6379/0"
 
 
-@pytest.mark.parametrize("secret", [None, "", DEVELOPMENT_SECRET, "changeme", "too-short-secret"])
-def test_production_refuses_a_missing_default_or_short_secret(environ, secret):
+WEAK_SECRETS = [None, "", "change-me", "CHANGEME", "too-short-secret", "a" * 32, "ab" * 32]
+
+
+@pytest.mark.parametrize("secret", WEAK_SECRETS)
+def test_production_refuses_a_missing_example_short_or_low_entropy_secret(environ, secret):
     if secret is not None:
         environ["JWT_SECRET_KEY"] = secret
-    with pytest.raises(RuntimeError, match="JWT_SECRET_KEY"):
+    with pytest.raises(RuntimeError, match="JWT_SECRET_KEY") as refused:
         load_config(Config(root_path="."))
+    assert "FLASK_DEBUG" not in str(refused.value)  # no hint to switch the check off
+
+
+@pytest.mark.parametrize("secret", WEAK_SECRETS)
+def test_testing_mode_does_not_skip_the_secret_check(environ, secret):
+    with pytest.raises(RuntimeError, match="JWT_SECRET_KEY"):
+        load_config(Config(root_path="."), {"TESTING": True, "JWT_SECRET_KEY": secret})
 
 
 def test_production_starts_with_a_strong_secret(environ):
     environ["JWT_SECRET_KEY"] = STRONG_SECRET
     config = Config(root_path=".")
     load_config(config)
+    assert config["JWT_SECRET_KEY"] == STRONG_SECRET
     assert not config.get("TESTING") and not config.get("DEBUG")
 
 
-def test_debug_mode_allows_the_development_secret(environ):
+@pytest.mark.parametrize("secret", [None, "change-me"])
+def test_debug_mode_uses_a_random_secret_per_run_instead_of_a_weak_one(environ, caplog, secret):
     environ["FLASK_DEBUG"] = "1"
+    if secret is not None:
+        environ["JWT_SECRET_KEY"] = secret
+    first, second = Config(root_path="."), Config(root_path=".")
+    load_config(first)
+    load_config(second)
+    assert first["JWT_SECRET_KEY"] != second["JWT_SECRET_KEY"]
+    assert len(first["JWT_SECRET_KEY"]) >= 32 and first["JWT_SECRET_KEY"] != secret
+    assert "random secret for this run" in caplog.text
+
+
+def test_debug_mode_keeps_a_strong_secret(environ):
+    environ.update(FLASK_DEBUG="1", JWT_SECRET_KEY=STRONG_SECRET)
     config = Config(root_path=".")
     load_config(config)
-    assert config["JWT_SECRET_KEY"] == DEVELOPMENT_SECRET
+    assert config["JWT_SECRET_KEY"] == STRONG_SECRET
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("DATABASE_URL", "postgresql://orders:orders@postgres:5432/orders"),
+        ("REDIS_URL", "redis://:change-me@redis:6379/0"),
+        ("RABBITMQ_URL", "amqp://orders:orders@rabbitmq:5672/%2F"),
+        ("RQ_DASHBOARD_PASSWORD", "change-me"),
+    ],
+)
+def test_production_refuses_the_example_passwords(environ, variable, value):
+    environ.update({"JWT_SECRET_KEY": STRONG_SECRET, variable: value})
+    with pytest.raises(RuntimeError, match=f"{variable} use an example password"):
+        load_config(Config(root_path="."))
+    environ["FLASK_DEBUG"] = "1"  # development may use them
+    load_config(Config(root_path="."))
+
+
+def test_production_accepts_real_passwords_and_the_local_defaults(environ):
+    environ.update(
+        JWT_SECRET_KEY=STRONG_SECRET,
+        REDIS_URL="redis://:9f2c4e1a7b@redis:6379/0",
+        RABBITMQ_URL="amqp://guest:guest@127.0.0.1:5672/%2F",
+        RQ_DASHBOARD_PASSWORD="0c3d8e2b5f",
+    )
+    load_config(Config(root_path="."))
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key is")  # short on purpose: the attacker's key
+def test_a_token_forged_with_the_example_secret_is_refused_in_debug_mode(database):
+    app = make_app(TESTING=False, DEBUG=True, JWT_SECRET_KEY="change-me")
+    client = app.test_client()
+    register(client, "victim@example.com")
+    now = int(time.time())
+    forged = forge_token(
+        {
+            "sub": "1",
+            "is_admin": True,
+            "type": "access",
+            "jti": "x",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+        },
+        key="change-me",
+    )
+    response = client.get("/orders/user/1/", headers=bearer(forged))
+    assert response.status_code == 401
 
 
 def test_rs256_when_a_key_pair_is_configured(database):

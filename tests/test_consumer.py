@@ -4,6 +4,7 @@ import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from consumer.consumer import Consumer
 from orders_app.jobs import job_id
@@ -36,9 +37,9 @@ def test_an_event_becomes_one_unique_rq_job_then_is_acked(client, alice, broker,
     with running(Consumer):
         wait_for(lambda: jobs_in(rq_redis), message="the job")
     assert jobs_in(rq_redis) == [f"process-order-{order['id']}"]
-    job = Job.fetch(job_id(order["id"]), connection=rq_redis)
+    job = Job.fetch(job_id(order["id"]), connection=rq_redis, serializer=JSONSerializer)
     assert job.func_name == "orders_app.jobs.process_order"
-    assert job.args == (order["id"],)
+    assert job.args == [order["id"]]  # JSON: a list
     assert job.meta["request_id"] == "req-consumer"
     assert job.retries_left == 3
     assert job.retry_intervals == [2, 10, 30]  # growing
@@ -58,7 +59,7 @@ def test_a_redelivered_event_makes_no_second_job_and_one_processing(
         )
     assert jobs_in(rq_redis) == [job_id(order["id"])]
     with app.app_context():
-        SimpleWorker(["orders"], connection=rq_redis).work(burst=True)
+        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
     assert capfd.readouterr().out.count(f"Order {order['id']} processed") == 1
     assert client.get(f"/orders/{order['id']}/", headers=alice["headers"]).json["processed_at"]
 
@@ -71,14 +72,19 @@ def test_a_redelivered_event_makes_no_second_job_and_one_processing(
         b"[]",
         b"{}",
         {"event": "order_deleted"},
-        "event_for",  # a valid event with one bad field, below
+        b"[" * 100_000,  # RecursionError in the JSON decoder
+        b'{"a": ' * 100_000,
+        {"order_id": "not-a-uuid"},  # a valid event with one bad field, below
+        {"request_id": "two words"},  # not what the HTTP edge accepts as a request id
+        {"request_id": "r" * 129},
+        {"request_id": "ok\n"},
     ],
 )
 def test_malformed_messages_are_dead_lettered_and_make_no_job(
     client, alice, broker, topology, rq_redis, body
 ):
-    if body == "event_for":
-        body = {**event_for(place_order(client, alice["headers"])), "order_id": "not-a-uuid"}
+    if isinstance(body, dict) and "event" not in body:
+        body = {**event_for(place_order(client, alice["headers"])), **body}
     publish(broker, topology, body)
     with running(Consumer):
         wait_for(lambda: ready_count(broker, topology.dead_letter_queue) == 1, message="the dead letter")
@@ -121,3 +127,28 @@ def test_the_consumer_reconnects_after_the_broker_goes_away(client, alice, broke
             wait_for(lambda: job_id(second["id"]) in jobs_in(rq_redis), message="the job after reconnecting")
         finally:
             broker_proxy.stop()
+
+
+def redeliver(channel, queue):
+    """Take the next message and hand it back unacked, as a consumer that died holding it would."""
+    method, _, _ = channel.basic_get(queue)
+    channel.basic_reject(method.delivery_tag, requeue=True)
+
+
+def test_a_message_that_keeps_coming_back_is_dead_lettered(client, alice, broker, topology, rq_redis):
+    order = place_order(client, alice["headers"])
+    publish(broker, topology, event_for(order))
+    redeliver(broker, topology.queue)
+    with running(Consumer, CONSUMER_MAX_REDELIVERIES=0):
+        wait_for(lambda: ready_count(broker, topology.dead_letter_queue) == 1, message="the dead letter")
+    assert jobs_in(rq_redis) == []
+
+
+def test_redeliveries_are_counted_per_message_up_to_the_limit(client, alice, broker, topology, rq_redis):
+    order = place_order(client, alice["headers"])
+    publish(broker, topology, event_for(order))
+    redeliver(broker, topology.queue)
+    with running(Consumer, CONSUMER_MAX_REDELIVERIES=1):  # one redelivery is allowed
+        wait_for(lambda: jobs_in(rq_redis), message="the job")
+    assert ready_count(broker, topology.dead_letter_queue) == 0
+    assert [int(rq_redis.get(key)) for key in rq_redis.scan_iter("consumer:redeliveries:*")] == [1]

@@ -12,10 +12,10 @@ def client(database):
     return make_app(CORS_ORIGINS=f"{SHOP}, http://localhost:3000").test_client()
 
 
-def test_an_allowed_origin_gets_cors_headers_with_credentials(client):
+def test_an_allowed_origin_gets_cors_headers_without_credentials(client):
     response = client.get("/health", headers={"Origin": SHOP})
     assert response.headers["Access-Control-Allow-Origin"] == SHOP
-    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "Access-Control-Allow-Credentials" not in response.headers  # bearer tokens, no cookies
     assert "Origin" in response.headers["Vary"]
     exposed = response.headers["Access-Control-Expose-Headers"]
     for header in ("ETag", "Location", "X-Pagination", "X-Request-ID", "Retry-After"):
@@ -67,3 +67,24 @@ def test_preflights_are_not_rate_limited(database):
 def test_no_origin_is_allowed_by_default(database):
     response = make_app(CORS_ORIGINS="").test_client().get("/health", headers={"Origin": SHOP})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["*", "https://*.example.com", "https://shop.example.com/", "https://shop.example.com/app",
+     "shop.example.com", "https://shop.example.com.*", r"https://shop\.example\.com", "ftp://shop.example.com"],
+)  # fmt: skip
+def test_wildcards_patterns_and_non_origins_are_refused_at_startup(database, entry):
+    with pytest.raises(RuntimeError, match="CORS_ORIGINS"):
+        make_app(CORS_ORIGINS=f"{SHOP}, {entry}")
+
+
+def test_a_lookalike_origin_is_not_allowed(client):
+    response = client.get("/health", headers={"Origin": "https://xshop.example.com.attacker.net"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_origins_with_ports_and_addresses_are_exact_origins(database):
+    client = make_app(CORS_ORIGINS="http://127.0.0.1:8080, http://localhost:3000").test_client()
+    response = client.get("/health", headers={"Origin": "http://127.0.0.1:8080"})
+    assert response.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8080"

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from helpers import closed_port_url, make_app, silent_server
+from helpers import TEST_RABBITMQ_URL, TcpProxy, closed_port_url, make_app, silent_server, wait_for
 
 
 @pytest.fixture
@@ -61,3 +61,35 @@ def test_hanging_dependencies_time_out_quickly(database):
     assert response.json["checks"]["redis"].startswith("failing")
     assert response.json["checks"]["rabbitmq"].startswith("failing")
     assert elapsed < 3
+
+
+@pytest.fixture
+def broker_proxy():
+    proxy = TcpProxy(TEST_RABBITMQ_URL)
+    yield proxy
+    proxy.stop()
+
+
+def test_a_flood_of_probes_opens_one_broker_connection(database, broker_proxy):
+    client = make_app(RABBITMQ_URL=broker_proxy.start().url, HEALTH_CACHE_SECONDS=60).test_client()
+    assert {client.get("/health/ready").status_code for _ in range(20)} == {200}
+    assert broker_proxy.accepted == 1
+
+
+def test_without_the_cache_every_probe_checks_again(database, broker_proxy):
+    client = make_app(RABBITMQ_URL=broker_proxy.start().url, HEALTH_CACHE_SECONDS=0).test_client()
+    assert {client.get("/health/ready").status_code for _ in range(3)} == {200}
+    assert broker_proxy.accepted == 3
+
+
+def test_the_cache_is_two_seconds_by_default(database):
+    assert make_app().config["HEALTH_CACHE_SECONDS"] == 2
+
+
+def test_a_failure_is_reused_too_until_the_cache_time_is_over(database, broker_proxy):
+    client = make_app(RABBITMQ_URL=broker_proxy.url, HEALTH_CACHE_SECONDS=0.5).test_client()
+    assert client.get("/health/ready").status_code == 503  # the proxy is closed: RabbitMQ is down
+    broker_proxy.start()
+    assert client.get("/health/ready").status_code == 503  # the cached failure
+    assert broker_proxy.accepted == 0
+    wait_for(lambda: client.get("/health/ready").status_code == 200, message="the broker seen back")

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from flask import request
 from redis import Redis
 
 from helpers import PASSWORD, TEST_REDIS_URL, bearer, closed_port_url, login, make_app, register
@@ -61,6 +62,90 @@ def test_token_allows_10_a_minute(app):
         for _ in range(11)
     ]
     assert statuses == [401] * 10 + [429]
+
+
+def wrong_logins(client, username, count, headers=None):
+    return [
+        client.post(
+            "/token", data={"username": username, "password": "wrong-pass"}, headers=headers or {}
+        ).status_code
+        for _ in range(count)
+    ]
+
+
+def access_tokens_of_throwaway_accounts(client, count):
+    emails = [f"throwaway{n}@example.com" for n in range(count)]
+    for email in emails:
+        register(client, email)
+    return [bearer(login(client, email)["access_token"]) for email in emails]
+
+
+def test_a_bearer_header_buys_no_fresh_budget_for_password_guesses(app):
+    register(client_from(app, "10.1.1.0"), "target@example.com")
+    headers = access_tokens_of_throwaway_accounts(client_from(app, "10.1.1.0"), 3)
+    client = client_from(app, "10.1.1.1")
+    statuses = [
+        wrong_logins(client, "target@example.com", 1, headers[n % len(headers)])[0] for n in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
+
+
+def test_a_bearer_header_buys_no_fresh_budget_for_registrations(app):
+    client = client_from(app, "10.1.1.2")
+    headers = access_tokens_of_throwaway_accounts(client, 1)  # 1 of the 5 registrations
+    statuses = [
+        client.post(
+            "/register/", json={"email": f"more{n}@example.com", "password": PASSWORD}, headers=headers[0]
+        ).status_code
+        for n in range(5)
+    ]
+    assert statuses == [201] * 4 + [429]
+
+
+def test_guesses_per_account_are_limited_whatever_the_address(database):
+    app = make_app(RATELIMIT_TOKEN_PER_USERNAME="3/hour")
+    register(client_from(app, "10.1.2.0"), "target@example.com")
+    statuses = [
+        wrong_logins(client_from(app, f"10.1.2.{n}"), username, 1)[0]
+        for n, username in enumerate(["target@example.com", "TARGET@example.com", " target@example.com"], 1)
+    ]
+    assert statuses == [401] * 3
+    late = client_from(app, "10.1.2.9").post(
+        "/token", data={"username": "target@example.com", "password": PASSWORD}
+    )
+    assert late.status_code == 429
+    assert "3 per 1 hour" in late.json["message"]
+    register(client_from(app, "10.1.2.10"), "other@example.com")
+    assert login(client_from(app, "10.1.2.11"), "other@example.com")  # another account is unaffected
+
+
+def test_only_failed_logins_count_against_the_account(database):
+    app = make_app(RATELIMIT_TOKEN_PER_USERNAME="2/hour")
+    client = client_from(app, "10.1.3.1")
+    register(client, "owner@example.com")
+    assert wrong_logins(client, "owner@example.com", 1) == [401]
+    for _ in range(3):
+        login(client, "owner@example.com")
+    assert wrong_logins(client, "owner@example.com", 2) == [401, 429]
+
+
+def rate_limit_keys():
+    return Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
+
+
+def test_a_refresh_token_is_keyed_by_address_not_by_user(app):
+    client = client_from(app, "10.1.4.1")
+    register(client, "refresher@example.com")
+    refresh = bearer(login(client, "refresher@example.com")["refresh_token"])
+    assert client.get("/users/me", headers=refresh).status_code == 401
+    assert not [key for key in rate_limit_keys() if "user:" in key]
+
+
+def test_an_access_token_is_keyed_by_user(app):
+    client = client_from(app, "10.1.4.2")
+    register(client, "reader@example.com")
+    client.get("/users/me", headers=bearer(login(client, "reader@example.com")["access_token"]))
+    assert [key for key in rate_limit_keys() if "user:1/" in key]
 
 
 def test_order_creation_allows_30_a_minute_per_user_and_users_do_not_share_it(app, client):
@@ -140,3 +225,12 @@ def test_the_client_ip_comes_from_x_forwarded_for_only_behind_trusted_proxies(da
     )
     keys = Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
     assert any(expected in key for key in keys), keys
+
+
+def test_trusted_proxies_are_trusted_for_the_address_only(database):
+    app = make_app(TRUSTED_PROXIES=1)
+    app.add_url_rule("/where", "where", lambda: {"host": request.host, "scheme": request.scheme})
+    response = app.test_client().get(
+        "/where", headers={"X-Forwarded-Host": "evil.example.net", "X-Forwarded-Proto": "https"}
+    )
+    assert response.json == {"host": "localhost", "scheme": "http"}

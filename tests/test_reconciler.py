@@ -9,6 +9,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, select, text
 
 from orders_app.events.relay import Relay
@@ -52,7 +53,7 @@ def run_reconciler(app):
 
 def run_jobs(app, rq_redis):
     with app.app_context():
-        SimpleWorker(["orders"], connection=rq_redis).work(burst=True)
+        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
 
 
 def processed_at(app, order_id):
@@ -61,7 +62,7 @@ def processed_at(app, order_id):
 
 
 def job_status(rq_redis, order_id):
-    job = Job.fetch_many([job_id(order_id)], connection=rq_redis)[0]
+    job = Job.fetch_many([job_id(order_id)], connection=rq_redis, serializer=JSONSerializer)[0]
     return job and job.get_status()
 
 
@@ -92,7 +93,7 @@ def test_orders_within_the_grace_period_are_left_alone(database, client, alice, 
 
 def schedule(rq_redis, order_id, seconds_from_now):
     """Put the order's job in RQ's scheduled registry, as a retry waiting for its time."""
-    job = Job.fetch(job_id(order_id), connection=rq_redis)
+    job = Job.fetch(job_id(order_id), connection=rq_redis, serializer=JSONSerializer)
     queue = Queue("orders", connection=rq_redis)
     queue.remove(job)
     when = datetime.now(UTC) + timedelta(seconds=seconds_from_now)
@@ -106,7 +107,8 @@ def test_queued_scheduled_and_running_jobs_are_left_alone(reconciler_app, client
         for order in (queued, scheduled, running_now):
             enqueue_process_order(rq_redis, order["id"], None)
     schedule(rq_redis, scheduled["id"], seconds_from_now=10)
-    Job.fetch(job_id(running_now["id"]), connection=rq_redis).set_status(JobStatus.STARTED)
+    running_job = Job.fetch(job_id(running_now["id"]), connection=rq_redis, serializer=JSONSerializer)
+    running_job.set_status(JobStatus.STARTED)
     before = {order["id"]: job_status(rq_redis, order["id"]) for order in (queued, scheduled, running_now)}
     assert before[scheduled["id"]] == JobStatus.SCHEDULED
     assert run_reconciler(reconciler_app) == 0
@@ -168,7 +170,7 @@ def test_the_relay_reconciles_periodically(database, client, alice, rq_redis):
     order = place_order(client, alice["headers"])
     with running(Relay, RECONCILE_INTERVAL_SECONDS=0.2, RELAY_SWEEP_SECONDS=0.1, **OVERDUE_AT_ONCE):
         wait_for(lambda: job_status(rq_redis, order["id"]), message="the reconciled job")
-        Job.fetch(job_id(order["id"]), connection=rq_redis).delete()  # lost again
+        Job.fetch(job_id(order["id"]), connection=rq_redis, serializer=JSONSerializer).delete()  # lost again
         wait_for(lambda: job_status(rq_redis, order["id"]), message="the job given once more")
 
 

@@ -1,5 +1,11 @@
-"""Password hashing with argon2id; cost from ``PASSWORD_HASH_TIME_COST`` / ``_MEMORY_COST`` (KiB)."""
+"""Password hashing with argon2id; cost from ``PASSWORD_HASH_TIME_COST`` / ``_MEMORY_COST`` (KiB).
 
+A hash takes ~100 ms of CPU. Under gevent (the web process) it runs in gevent's thread pool,
+where argon2's C code releases the GIL, so the worker's other connections keep being served;
+at most ``PASSWORD_HASH_CONCURRENCY`` hashes (64 MiB each) run at once per process.
+"""
+
+import sys
 from functools import lru_cache
 
 from argon2 import PasswordHasher
@@ -22,13 +28,36 @@ def _cost():
     return current_app.config["PASSWORD_HASH_TIME_COST"], current_app.config["PASSWORD_HASH_MEMORY_COST"]
 
 
+def _under_gevent():
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("threading")
+
+
+@lru_cache
+def _hashing_slots(size):
+    from gevent.lock import BoundedSemaphore
+
+    return BoundedSemaphore(size)
+
+
+def _off_the_event_loop(function, *args):
+    """``function(*args)``, in gevent's thread pool when running under gevent."""
+    if not _under_gevent():
+        return function(*args)
+    import gevent
+
+    with _hashing_slots(current_app.config["PASSWORD_HASH_CONCURRENCY"]):
+        return gevent.get_hub().threadpool.apply(function, args)
+
+
 def hash_password(password: str) -> str:
-    return _hasher(*_cost()).hash(password)
+    return _off_the_event_loop(_hasher(*_cost()).hash, password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    hasher = _hasher(*_cost())
     try:
-        verified = _hasher(*_cost()).verify(password_hash or _dummy_hash(*_cost()), password)
+        verified = _off_the_event_loop(hasher.verify, password_hash or _dummy_hash(*_cost()), password)
     except (VerificationError, InvalidHashError):
         return False
     return verified and password_hash is not None

@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import BEARER_CHALLENGE, RETRY_LATER
 from ..extensions import Blueprint, db, limiter
 from ..models import User
-from ..protection import configured_limit
+from ..protection import configured_limit, is_failed_login, login_username_key
 from . import passwords, tokens
 from .identity import current_user
-from .schemas import AccessTokenSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
+from .schemas import LogoutSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
 
 blp = Blueprint("auth", __name__, description="Registration, tokens and the current user")
 
@@ -35,6 +35,10 @@ def register(data):
 
 @blp.route("/token", methods=["POST"])
 @limiter.limit(configured_limit("RATELIMIT_TOKEN"))
+# Guesses per account, whatever the addresses: only failed logins count.
+@limiter.limit(
+    configured_limit("RATELIMIT_TOKEN_PER_USERNAME"), key_func=login_username_key, deduct_when=is_failed_login
+)
 @blp.arguments(TokenRequestSchema, location="json_or_form")
 @blp.response(200, TokenSchema)
 @blp.error(401, "Wrong email or password")
@@ -46,25 +50,40 @@ def issue_token(data):
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(data["password"])
         db.session.commit()
-    return tokens.issue_tokens(user, with_refresh=True)
+    return tokens.issue_tokens(user)
 
 
 @blp.route("/token/refresh", methods=["POST"])
 @blp.auth_required(refresh=True)
-@blp.response(200, AccessTokenSchema)
+@blp.response(200, TokenSchema)
+@blp.error(503, "The blocklist is unavailable; the refresh token cannot be rotated")
 def refresh_token():
-    """A new access token for a refresh token (sent as the Bearer token)."""
-    return tokens.issue_tokens(current_user(), with_refresh=False)
+    """A new token pair for a refresh token (sent as the Bearer token).
+
+    Each refresh token works once. Presenting a used one again revokes every refresh token
+    descended from the same login: log in again.
+    """
+    user, claims = current_user(), get_jwt()
+    try:
+        first_use = tokens.rotate(claims)
+    except redis.RedisError:
+        abort(503, message="Cannot rotate the refresh token right now; try again shortly")
+    if not first_use:
+        abort(401, message="Token has been revoked", headers=BEARER_CHALLENGE)
+    return tokens.issue_tokens(user, family=claims.get(tokens.FAMILY_CLAIM))
 
 
 @blp.route("/logout", methods=["POST"])
 @blp.auth_required()
+@blp.arguments(LogoutSchema, location="json_or_form", required=False)
 @blp.response(204)
 @blp.error(503, "The blocklist is unavailable; the token was not revoked")
-def logout():
-    """Revoke the access token used for this request."""
+def logout(data):
+    """Revoke the access token used for this request and, when sent, the refresh token too."""
     try:
         tokens.revoke(get_jwt())
+        if "refresh_token" in data:
+            tokens.revoke_family(data["refresh_token"])
     except redis.RedisError:
         abort(503, message="Cannot revoke the token right now; try again shortly", headers=RETRY_LATER)
 

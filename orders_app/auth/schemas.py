@@ -1,6 +1,11 @@
 """Auth request and response bodies."""
 
-from marshmallow import Schema, fields, post_load, validate
+from flask_jwt_extended import decode_token, get_jwt_identity
+from flask_jwt_extended.exceptions import JWTExtendedException
+from jwt import PyJWTError
+from marshmallow import ValidationError, fields, post_load, validate
+
+from ..schemas import Schema
 
 PASSWORD_LENGTH = validate.Length(min=8, max=128)
 
@@ -42,11 +47,28 @@ class TokenRequestSchema(Schema):
         return data
 
 
-class AccessTokenSchema(Schema):
+class TokenSchema(Schema):
     access_token = fields.String(required=True)
     token_type = fields.String(required=True, metadata={"example": "bearer"})
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds"})
+    refresh_token = fields.String(required=True, metadata={"description": "Works once: use the new one"})
 
 
-class TokenSchema(AccessTokenSchema):
-    refresh_token = fields.String(required=True)
+class RefreshToken(fields.String):
+    """A refresh token this service issued to the caller, read as its claims (expired ones too)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        token = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            claims = decode_token(token, allow_expired=True)
+        except (JWTExtendedException, PyJWTError):
+            claims = {}
+        if claims.get("type") != "refresh" or claims.get("sub") != get_jwt_identity():
+            raise ValidationError("Not a refresh token of this user.")
+        return claims
+
+
+class LogoutSchema(Schema):
+    refresh_token = RefreshToken(
+        metadata={"description": "The session's refresh token, to revoke it (and its rotations) too"}
+    )

@@ -2,9 +2,11 @@
 
 import uuid
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
+from ..http import REQUEST_ID_PATTERN
 from ..orders.schemas import Money
+from ..schemas import Schema
 from .topology import NEW_ORDER
 
 
@@ -15,7 +17,8 @@ class NewOrderEventSchema(Schema):
     user_id = fields.Integer(required=True, strict=True)
     total_price = Money(required=True)
     created_at = fields.AwareDateTime(required=True)
-    request_id = fields.String(required=True, allow_none=True)
+    # None for events made outside a request; otherwise what the HTTP edge accepts.
+    request_id = fields.String(required=True, allow_none=True, validate=validate.Regexp(REQUEST_ID_PATTERN))
 
 
 schema = NewOrderEventSchema()

@@ -6,9 +6,10 @@ Validation is strict and never coerces: 1.5 or "2" is not a quantity, 1.005 is n
 import re
 from decimal import Decimal
 
-from marshmallow import Schema, fields, pre_load, validate
+from marshmallow import fields, pre_load, validate
 
 from ..models import OrderStatus
+from ..schemas import Schema
 
 CENT = Decimal("0.01")
 PAGINATION_PARAMETERS = ("page", "page_size")  # parsed by flask-smorest's @paginate

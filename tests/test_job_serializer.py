@@ -1,0 +1,44 @@
+"""RQ jobs are stored as JSON, never as pickles that would run code in whichever worker loads them."""
+
+import json
+import zlib
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry
+from rq.serializers import DefaultSerializer
+
+from orders_app.jobs import enqueue_process_order, job_id
+
+from helpers import TEST_REDIS_URL, WORKER, make_app, start_process, wait_for
+
+
+@pytest.fixture
+def rq_redis():
+    return Redis.from_url(TEST_REDIS_URL)
+
+
+def test_jobs_are_enqueued_as_json(database, rq_redis):
+    app = make_app()
+    with app.app_context():
+        enqueue_process_order(rq_redis, "5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10", "req-json")
+    stored = rq_redis.hget(f"rq:job:{job_id('5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10')}", "data")
+    function, _instance, args, _kwargs = json.loads(zlib.decompress(stored))
+    assert function == "orders_app.jobs.process_order"
+    assert args == ["5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10"]
+
+
+def test_the_worker_never_unpickles_a_job(database, rq_redis, tmp_path):
+    planted = tmp_path / "planted"
+    # What anyone who can write to Redis could queue: a pickled call of their choosing.
+    job = Queue("orders", connection=rq_redis, serializer=DefaultSerializer).enqueue(planted.touch)
+    worker = start_process(WORKER)
+    try:
+        wait_for(
+            lambda: job.id in FailedJobRegistry("orders", connection=rq_redis), message="the job refused"
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert not planted.exists()

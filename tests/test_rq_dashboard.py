@@ -1,0 +1,80 @@
+"""rq-dashboard as the stack runs it: a login from the environment, JSON jobs, failed jobs shown."""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from redis import Redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from orders_app.healthcheck import main as healthcheck
+from orders_app.jobs import enqueue_process_order, job_id
+
+from helpers import TEST_REDIS_URL, free_port, make_app, wait_for
+
+LOGIN = {"RQ_DASHBOARD_USERNAME": "operator", "RQ_DASHBOARD_PASSWORD": "a-dashboard-password-for-tests"}
+
+
+def status_of(url, login=None):
+    request = urllib.request.Request(url)
+    if login:
+        credentials = base64.b64encode(":".join(login).encode()).decode()
+        request.add_header("Authorization", f"Basic {credentials}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status, json.loads(response.read()) if url.endswith(".json") else None
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    except OSError:
+        return None, None
+
+
+@pytest.fixture
+def dashboard(database):
+    """rq-dashboard with the options of the Procfile and the compose file, on a port of its own."""
+    port = free_port()
+    process = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "rq-dashboard"), "--json", "--bind", "127.0.0.1",
+         "--redis-url", TEST_REDIS_URL, "--port", str(port)],
+        env={**os.environ, **LOGIN}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: status_of(url)[0], message="rq-dashboard")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_the_dashboard_needs_its_login(dashboard):
+    assert status_of(f"{dashboard}/")[0] == 401
+    assert status_of(f"{dashboard}/", ("operator", "wrong"))[0] == 401
+    assert status_of(f"{dashboard}/", tuple(LOGIN.values()))[0] == 200
+
+
+def test_failed_jobs_are_shown_with_their_json_arguments_and_traceback(dashboard):
+    rq_redis = Redis.from_url(TEST_REDIS_URL)
+    app = make_app(JOB_RETRY_INTERVALS=[0, 0, 0])
+    order_id = uuid.uuid4()
+    with app.app_context():
+        enqueue_process_order(rq_redis, order_id, "req-dashboard")
+        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
+    status, page = status_of(f"{dashboard}/0/data/jobs/orders/failed/8/asc/1.json", tuple(LOGIN.values()))
+    assert status == 200
+    [failed] = page["jobs"]
+    assert failed["id"] == job_id(order_id)
+    assert str(order_id) in failed["description"]
+    assert "does not exist" in failed["exc_info"]
+
+
+def test_the_container_health_check_logs_in(dashboard, monkeypatch):
+    assert healthcheck(["url", f"{dashboard}/"]) == 1
+    for name, value in LOGIN.items():
+        monkeypatch.setenv(name, value)
+    assert healthcheck(["url", f"{dashboard}/"]) == 0
