@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser
 
 from .errors import Api
-from .protection import rate_limit_key
+from .protection import configured_limit, rate_limit_key
 
 
 class Base(DeclarativeBase):
@@ -91,15 +91,16 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 class Limiter(flask_limiter.Limiter):
-    """flask-limiter's limiter, starting afresh for each app it is bound to.
+    """flask-limiter's limiter, forgetting at ``init_app`` that the last app's storage was down.
 
-    Its "storage is down" flag and its fallback limits otherwise outlive ``init_app``, and tests
-    build many apps, some with an unreachable Redis on purpose.
+    One limiter serves every app of the process (the routes' decorators are bound to it), and
+    tests build many apps, some with an unreachable Redis on purpose. flask-limiter has no public
+    way to clear its "storage is down" flag: a new app would count in memory until its backoff
+    (up to 32 s) lets it look at Redis again.
     """
 
     def init_app(self, app):
         self._storage_dead = False
-        self._in_memory_fallback = []  # read again from RATELIMIT_IN_MEMORY_FALLBACK
         super().init_app(app)
 
 
@@ -131,7 +132,13 @@ class FlaskRedis:
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 jwt = JWTManager()
-limiter = Limiter(key_func=rate_limit_key)
+# Limits given as callables are read from the configuration of the app serving the request:
+# given as strings, the first app's values would hold for every later one.
+limiter = Limiter(
+    key_func=rate_limit_key,
+    application_limits=[configured_limit("RATELIMIT_APPLICATION")],
+    in_memory_fallback=[configured_limit("RATELIMIT_IN_MEMORY_FALLBACK")],
+)
 cors = CORS()
 api = Api()
 cache_redis = FlaskRedis("cache_redis", decode_responses=True)
