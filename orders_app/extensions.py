@@ -12,7 +12,7 @@ from flask_migrate import Migrate
 from flask_smorest.error_handler import ErrorSchema
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, abort
 
 from .errors import Api
 from .protection import configured_limit, rate_limit_key
@@ -26,13 +26,16 @@ SECURITY_SCHEME = "OAuth2PasswordBearer"
 
 
 class ArgumentsParser(FlaskParser):
-    """webargs' parser, answering 400 (not 500) to JSON nested too deeply to decode."""
+    """webargs' parser, answering 400 (not 500) to JSON nested too deeply to decode.
 
-    def _raw_load_json(self, req):
+    webargs turns a ``JSONDecodeError`` into its 400 but lets the decoder's ``RecursionError`` out.
+    """
+
+    def load_json(self, req, schema):
         try:
-            return super()._raw_load_json(req)
+            return super().load_json(req, schema)
         except RecursionError as error:
-            self._handle_invalid_json_error(error, req)
+            abort(400, exc=error, messages={"json": ["Invalid JSON body."]})
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -1,10 +1,26 @@
 """What the service changes in its libraries' behaviour, pinned so that an upgrade fails here, loudly."""
 
+import pytest
 from redis import Redis
 
 from orders_app.extensions import limiter
 
 from helpers import PASSWORD, TEST_REDIS_URL, closed_port_url, make_app
+
+DEEPLY_NESTED_JSON = b"[" * 5000 + b"]" * 5000
+
+
+# webargs: ArgumentsParser.load_json
+
+
+@pytest.mark.parametrize("path", ["/orders/", "/token"])  # a JSON body, and a JSON-or-form body
+def test_json_nested_too_deeply_is_a_400_in_the_error_format(client, alice, path):
+    headers = {"Content-Type": "application/json", **alice["headers"]}
+    response = client.post(path, data=DEEPLY_NESTED_JSON, headers=headers)
+    assert response.status_code == 400
+    assert response.json["code"] == 400
+    assert response.json["errors"] == {"json": ["Invalid JSON body."]}
+
 
 # flask-limiter: limits given as callables, and Limiter._storage_dead
 
