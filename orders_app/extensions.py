@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser, abort
 
 from .errors import Api
-from .protection import configured_limit, rate_limit_key
+from .protection import configured_limit, is_exempt, rate_limit_key
 
 
 class Base(DeclarativeBase):
@@ -94,13 +94,19 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 class Limiter(flask_limiter.Limiter):
-    """flask-limiter's limiter, forgetting at ``init_app`` that the last app's storage was down.
+    """flask-limiter's limiter, shared by every app of the process (the routes' decorators are
+    bound to it), and tests build many apps, some with an unreachable Redis on purpose.
 
-    One limiter serves every app of the process (the routes' decorators are bound to it), and
-    tests build many apps, some with an unreachable Redis on purpose. flask-limiter has no public
-    way to clear its "storage is down" flag: a new app would count in memory until its backoff
-    (up to 32 s) lets it look at Redis again.
+    flask-limiter has no public way to clear its "storage is down" flag: a new app would count in
+    memory until its backoff (up to 32 s) lets it look at Redis again, so ``init_app`` clears it.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Filters are registered once (create_app runs many times in the tests), and an app built
+        # with RATELIMIT_ENABLED false stays unlimited when a later app enables the shared limiter.
+        self.request_filter(is_exempt)
+        self.request_filter(lambda: not current_app.config["RATELIMIT_ENABLED"])
 
     def init_app(self, app):
         self._storage_dead = False

@@ -57,3 +57,9 @@ def test_a_new_app_forgets_that_the_last_apps_storage_was_down(database):
     register_many(client, 1, "10.7.0.2")
     keys = Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
     assert any("ip:10.7.0.2" in key for key in keys)
+
+
+def test_an_app_built_without_rate_limits_stays_unlimited_when_a_later_app_has_them(database):
+    unlimited = make_app(RATELIMIT_ENABLED=False).test_client()
+    make_app()  # binds the shared limiter again, enabled
+    assert register_many(unlimited, 6, "10.7.0.3") == [201] * 6  # the limit is 5 a minute
