@@ -43,6 +43,7 @@ class Api(flask_smorest.Api):
         return payload, code, {**own_headers, **(headers or {})}
 
     def init_app(self, app, *, spec_kwargs=None):
+        """Bind to ``app``, with the OpenAPI plugin that documents the answers common to every operation."""
         plugins = {"extra_plugins": [CommonAnswersPlugin(app)]}
         super().init_app(app, spec_kwargs={**plugins, **(spec_kwargs or {})})
 
