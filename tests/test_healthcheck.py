@@ -64,7 +64,14 @@ def test_relay_and_consumer_keep_their_heartbeat_fresh(database, broker, tmp_pat
 
 
 @pytest.mark.parametrize("component", [Relay, Consumer])
-def test_the_heartbeat_goes_on_while_a_dependency_is_down(database, tmp_path, component):
+def test_the_heartbeat_goes_on_while_a_dependency_is_down_and_stops_with_the_process(
+    database, tmp_path, component
+):
     heartbeat = tmp_path / "heartbeat"
+    check = ["file", str(heartbeat), "1"]  # retries come at most ~1 s apart (RECONNECT_MAX_SECONDS)
     with running(component, HEARTBEAT_FILE=str(heartbeat), RABBITMQ_URL=closed_port_url("amqp", "/%2F")):
         wait_for(heartbeat.exists, message="a heartbeat between retries")
+        first = heartbeat.stat().st_mtime
+        wait_for(lambda: heartbeat.stat().st_mtime > first, message="a heartbeat after the next retry")
+        assert main(check) == 0
+    wait_for(lambda: main(check) == 1, message="the stopped process's heartbeat to go stale")

@@ -205,7 +205,9 @@ def test_when_the_limiters_redis_is_down_requests_are_served_and_limited_in_memo
 
 
 def test_the_memory_fallback_is_the_overall_limit_by_default(database):
-    assert make_app().config["RATELIMIT_IN_MEMORY_FALLBACK"] == "100/minute"
+    app = make_app(RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0"))
+    client = client_from(app, "10.1.0.13")
+    assert [client.get("/users/me").status_code for _ in range(101)] == [401] * 100 + [429]
 
 
 def test_after_a_redis_outage_a_new_app_counts_in_redis_again(database):
