@@ -5,6 +5,7 @@ other Flask or extension setting comes from ``FLASK_<KEY>`` through Flask's
 ``from_prefixed_env``.
 """
 
+import copy
 import logging
 import os
 import secrets
@@ -117,7 +118,11 @@ class Defaults:
 def load_config(config, overrides=None):
     """Fill a Flask ``config`` in precedence order and normalise the values."""
     load_dotenv(find_dotenv(usecwd=True), override=False)  # the real environment wins
-    config.from_object(Defaults)
+    # A copy: FLASK_<KEY>__<NESTED> settings change nested values in place, and must not change
+    # the defaults of every later app in the process.
+    config.from_mapping(
+        copy.deepcopy({key: getattr(Defaults, key) for key in dir(Defaults) if key.isupper()})
+    )
     for variable, key in PLAIN_VARIABLES.items():
         if variable in os.environ:
             config[key] = os.environ[variable]
