@@ -149,7 +149,7 @@ def get_order(viewer, order_id):
     order = db.session.get(Order, order_id)
     if order is None or not viewer.may_see(order.user_id):
         raise OrderNotFound()
-    cache.fill(order)
+    cache.store(order)
     return order, False
 
 
