@@ -104,6 +104,8 @@ class Defaults:
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
     JWT_TOKEN_LOCATION = ["headers"]
+    # How long a process remembers that a token's user exists (a deleted user's token is a 401).
+    USER_EXISTS_CACHE_SECONDS = 60
 
     API_TITLE = "Orders service"
     API_VERSION = "1.0"

@@ -8,10 +8,12 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+from psycopg2.errors import ForeignKeyViolation
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
-from ..errors import ServiceError
+from ..errors import BEARER_CHALLENGE, USER_GONE, ServiceError
 from ..events.outbox import add_new_order_event
 from ..extensions import db
 from ..metrics import ORDERS_CREATED
@@ -60,6 +62,14 @@ class InvalidOrder(ServiceError):
         super().__init__("Invalid order", errors={"json": {field: [message]}})
 
 
+class UserGone(ServiceError):
+    status_code = 401
+    headers = BEARER_CHALLENGE
+
+    def __init__(self):
+        super().__init__(USER_GONE)
+
+
 class IdempotencyKeyReused(ServiceError):
     status_code = 422
 
@@ -91,7 +101,13 @@ def create_order(viewer, items, claimed_total=None, idempotency_key=None, reques
     ]
     order = Order(user_id=viewer.user_id, items=stored_items, total_price=total, status=OrderStatus.PENDING)
     db.session.add(order)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError as error:
+        db.session.rollback()
+        if isinstance(error.orig, ForeignKeyViolation):  # the order's one foreign key: its user
+            raise UserGone() from None
+        raise
     request_hash = _request_hash(stored_items) if idempotency_key else None
     if idempotency_key is None or _claim_key(viewer.user_id, idempotency_key, request_hash, order):
         add_new_order_event(order, request_id)
