@@ -140,10 +140,27 @@ def _claim_key(user_id, key, request_hash, order):
 
 
 def _replay(user_id, key, request_hash):
+    """The first response again, as payment APIs replay it: the order as it was created, whatever
+    happened to it since (its current state is a GET away)."""
     record = db.session.get(IdempotencyKey, (user_id, key))
     if record.request_hash != request_hash:
         raise IdempotencyKeyReused()
-    return db.session.get(Order, record.order_id)
+    return _as_created(db.session.get(Order, record.order_id))
+
+
+def _as_created(order):
+    """A detached copy of ``order`` as its creation answered it: what never changes, and the state
+    every order starts in."""
+    return Order(
+        id=order.id,
+        user_id=order.user_id,
+        items=order.items,
+        total_price=order.total_price,
+        status=OrderStatus.PENDING,
+        created_at=order.created_at,
+        updated_at=order.created_at,  # both set by the INSERT, to the same time
+        processed_at=None,
+    )
 
 
 def purge_expired_idempotency_keys():
