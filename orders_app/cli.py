@@ -1,4 +1,4 @@
-"""Flask CLI commands: prestart, create-admin, purge-idempotency-keys, reconcile, relay and worker."""
+"""Flask CLI commands: prestart, create-admin, purge, reconcile, relay and worker."""
 
 import sys
 from urllib.parse import urlsplit
@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from . import housekeeping
 from .auth.passwords import hash_password
 from .auth.schemas import PASSWORD_LENGTH, LowerCaseEmail
 from .database import create_database_if_missing
@@ -20,7 +21,6 @@ from .health import check_rabbitmq, check_redis
 from .jobs import run_worker
 from .metrics import serve_process_metrics
 from .models import User
-from .orders.service import purge_expired_idempotency_keys
 from .reconciler import reconcile as reconcile_orders
 
 HOW_TO_START = {
@@ -104,11 +104,16 @@ def create_admin(email, password_stdin):
     click.echo(f"{email} is an admin (user id {user.id})")
 
 
-@click.command("purge-idempotency-keys")
+@click.command("purge")
 @with_appcontext
-def purge_idempotency_keys():
-    """Delete Idempotency-Key records older than 24 hours (run it daily, e.g. from cron)."""
-    click.echo(f"Deleted {purge_expired_idempotency_keys()} expired idempotency keys")
+def purge():
+    """Delete published outbox events past their retention and expired idempotency keys, now
+    (the relay does it periodically)."""
+    deleted = housekeeping.purge()
+    click.echo(
+        f"Deleted {deleted['outbox_events']} published outbox events "
+        f"and {deleted['idempotency_keys']} expired idempotency keys"
+    )
 
 
 @click.command("reconcile")
@@ -140,5 +145,5 @@ def worker():
 
 
 def init_app(app):
-    for command in (prestart, create_admin, purge_idempotency_keys, reconcile, relay, worker):
+    for command in (prestart, create_admin, purge, reconcile, relay, worker):
         app.cli.add_command(command)

@@ -73,6 +73,9 @@ class Defaults:
     # The reconciler (in the relay's loop): orders unprocessed this long get their job again.
     RECONCILE_AFTER_SECONDS = 60
     RECONCILE_INTERVAL_SECONDS = 30
+    # Housekeeping (also in the relay's loop): published outbox events are kept this long.
+    OUTBOX_RETENTION_HOURS = 72
+    HOUSEKEEPING_INTERVAL_SECONDS = 60
     RECONNECT_MAX_SECONDS = 30.0
     HEARTBEAT_FILE = None  # touched by the relay's and consumer's loops, for health checks
     LOG_LEVEL = "INFO"

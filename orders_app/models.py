@@ -94,6 +94,10 @@ class IdempotencyKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+# Housekeeping's work list: the expired keys.
+Index("ix_idempotency_keys_created_at", IdempotencyKey.created_at)
+
+
 class OutboxEvent(db.Model):
     """An event to publish; ``published_at`` is set once the broker confirmed it."""
 
@@ -112,3 +116,5 @@ Index(
     OutboxEvent.created_at,
     postgresql_where=OutboxEvent.published_at.is_(None),
 )
+# Housekeeping's work list: events published long enough ago.
+Index("ix_outbox_events_published_at", OutboxEvent.published_at)

@@ -1,14 +1,12 @@
 """Flask CLI: ``flask create-admin`` and ``flask prestart``."""
 
-from datetime import timedelta
-
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from orders_app.auth.passwords import verify_password
 from orders_app.extensions import db
-from orders_app.models import IdempotencyKey, User
+from orders_app.models import User
 
 from helpers import (
     PASSWORD,
@@ -17,7 +15,6 @@ from helpers import (
     closed_port_url,
     login,
     make_app,
-    place_order,
     register,
 )
 
@@ -126,19 +123,3 @@ def test_prestart_hides_passwords_in_its_messages(database):
     assert result.exit_code == 1
     assert "RabbitMQ is not reachable at amqp://guest:***@" in result.output
     assert "s3cret" not in result.output
-
-
-def test_purge_deletes_only_expired_idempotency_keys(app, client):
-    register(client, "keys@example.com")
-    headers = {"Authorization": f"Bearer {login(client, 'keys@example.com')['access_token']}"}
-    for key in ("old", "fresh"):
-        place_order(client, headers, **{"Idempotency-Key": key})
-    with app.app_context():
-        old = db.session.get(IdempotencyKey, (1, "old"))
-        old.created_at = old.created_at - timedelta(hours=25)
-        db.session.commit()
-    result = app.test_cli_runner().invoke(args=["purge-idempotency-keys"])
-    assert result.exit_code == 0
-    assert "Deleted 1 expired" in result.output
-    with app.app_context():
-        assert db.session.scalars(select(IdempotencyKey.key)).all() == ["fresh"]

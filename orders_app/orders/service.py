@@ -9,7 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from psycopg2.errors import ForeignKeyViolation
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -161,14 +161,6 @@ def _as_created(order):
         updated_at=order.created_at,  # both set by the INSERT, to the same time
         processed_at=None,
     )
-
-
-def purge_expired_idempotency_keys():
-    """Delete keys older than the 24-hour window; return how many went."""
-    expired = IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW
-    deleted = db.session.execute(delete(IdempotencyKey).where(expired)).rowcount
-    db.session.commit()
-    return deleted
 
 
 def get_order(viewer, order_id):
