@@ -8,12 +8,13 @@ from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from . import housekeeping
 from .auth.passwords import hash_password
 from .auth.schemas import PASSWORD_LENGTH, LowerCaseEmail
+from .config import web_connections, web_workers
 from .database import create_database_if_missing
 from .events.relay import Relay
 from .extensions import db
@@ -66,7 +67,25 @@ def prestart():
             problems.append(_unreachable(service, config[url_key], error))
     if problems:
         raise click.ClickException("\n".join(problems))
+    warn_if_the_web_may_exceed_max_connections(config)
     upgrade()
+
+
+def warn_if_the_web_may_exceed_max_connections(config):
+    """Warn when the web alone may open more connections than PostgreSQL accepts: under load,
+    requests would then fail to connect instead of waiting for a pooled connection."""
+    wanted = web_connections(config)
+    allowed = int(db.session.scalar(select(func.current_setting("max_connections"))))
+    if wanted > allowed:
+        options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+        click.echo(
+            f"Warning: the web may open {wanted} PostgreSQL connections ({web_workers()} workers x "
+            f"(pool_size {options['pool_size']} + max_overflow {options['max_overflow']})), more than "
+            f"the server's max_connections ({allowed}), before the relay, consumer and workers connect. "
+            "Lower WEB_CONCURRENCY or FLASK_SQLALCHEMY_ENGINE_OPTIONS__pool_size / __max_overflow, "
+            "raise max_connections, or put PgBouncer in front.",
+            err=True,
+        )
 
 
 @click.command("create-admin")

@@ -44,10 +44,12 @@ MIN_SECRET_DISTINCT_CHARACTERS = 10
 
 class Defaults:
     SQLALCHEMY_DATABASE_URI = "postgresql://postgres@127.0.0.1:5432/orders"
+    # Per process. A web worker holds at most pool_size + max_overflow connections: 10, sized from
+    # the connection budget (README, Configuration); relays, consumers and RQ workers use one.
     SQLALCHEMY_ENGINE_OPTIONS = {
         "pool_pre_ping": True,
-        "pool_size": 10,
-        "max_overflow": 20,
+        "pool_size": 5,
+        "max_overflow": 5,
         "pool_timeout": 10,
         "connect_args": {"connect_timeout": 3},
     }
@@ -152,6 +154,17 @@ def load_config(config, overrides=None):
         config.setdefault("JWT_ALGORITHM", "RS256")
     check_production_safety(config)
     check_example_passwords(config)
+
+
+def web_workers():
+    """gunicorn's worker processes: ``WEB_CONCURRENCY``, else one per core."""
+    return int(os.environ.get("WEB_CONCURRENCY", os.cpu_count()))
+
+
+def web_connections(config):
+    """The most PostgreSQL connections the web may open: workers x (pool_size + max_overflow)."""
+    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+    return web_workers() * (options["pool_size"] + options["max_overflow"])
 
 
 def psycopg2_url(url):

@@ -123,3 +123,20 @@ def test_prestart_hides_passwords_in_its_messages(database):
     assert result.exit_code == 1
     assert "RabbitMQ is not reachable at amqp://guest:***@" in result.output
     assert "s3cret" not in result.output
+
+
+@pytest.mark.parametrize("over", [True, False])
+def test_prestart_warns_when_the_web_may_exceed_max_connections(app, monkeypatch, over):
+    """A web worker may hold 10 connections (pool_size 5 + max_overflow 5, the defaults)."""
+    with app.app_context():
+        allowed = int(db.session.scalar(text("SHOW max_connections")))
+        db.session.rollback()
+    workers = allowed // 10 + 1 if over else allowed // 10
+    monkeypatch.setenv("WEB_CONCURRENCY", str(workers))
+    result = app.test_cli_runner().invoke(args=["prestart"])
+    assert result.exit_code == 0, result.output
+    warning = (
+        f"Warning: the web may open {workers * 10} PostgreSQL connections ({workers} workers x "
+        f"(pool_size 5 + max_overflow 5)), more than the server's max_connections ({allowed})"
+    )
+    assert (warning in result.stderr) is over
