@@ -12,7 +12,7 @@ from ..errors import BEARER_CHALLENGE, USER_GONE
 from ..extensions import db
 from ..models import User
 
-# Users a process remembers as existing at once (a few bytes each).
+# Users a process remembers as existing at once (about 100 bytes each).
 KNOWN_USERS_MAX = 10_000
 
 
