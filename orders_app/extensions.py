@@ -1,7 +1,5 @@
 """Extension singletons, created once here and bound to an app in ``create_app``."""
 
-from http import HTTPStatus
-
 import flask_limiter
 import flask_smorest
 import redis
@@ -12,10 +10,10 @@ from flask_migrate import Migrate
 from flask_smorest.error_handler import ErrorSchema
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, abort
 
 from .errors import Api
-from .protection import rate_limit_key
+from .protection import configured_limit, is_exempt, rate_limit_key
 
 
 class Base(DeclarativeBase):
@@ -26,19 +24,23 @@ SECURITY_SCHEME = "OAuth2PasswordBearer"
 
 
 class ArgumentsParser(FlaskParser):
-    """webargs' parser, answering 400 (not 500) to JSON nested too deeply to decode."""
+    """webargs' parser, answering 400 (not 500) to JSON nested too deeply to decode.
 
-    def _raw_load_json(self, req):
+    webargs turns a ``JSONDecodeError`` into its 400 but lets the decoder's ``RecursionError`` out.
+    """
+
+    def load_json(self, req, schema):
         try:
-            return super()._raw_load_json(req)
+            return super().load_json(req, schema)
         except RecursionError as error:
-            self._handle_invalid_json_error(error, req)
+            abort(400, exc=error, messages={"json": ["Invalid JSON body."]})
 
 
 class Blueprint(flask_smorest.Blueprint):
     """The project's blueprint: auth and error responses declared in one place."""
 
     ARGUMENTS_PARSER = ArgumentsParser()
+    # What the OpenAPI document adds to each operation (see openapi.CommonAnswersPlugin):
     RATE_LIMITED = True  # its endpoints can answer 429
     USES_DATABASE = True  # its endpoints answer 503 while PostgreSQL is unreachable
     # ``json_or_form`` bodies are documented as forms (the OAuth2 token endpoint).
@@ -47,27 +49,8 @@ class Blueprint(flask_smorest.Blueprint):
         "json_or_form": "application/x-www-form-urlencoded",
     }
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._prepare_doc_cbks.append(self._prepare_common_errors_doc)
-
-    def _prepare_common_errors_doc(self, doc, _doc_info, **_kwargs):
-        """Document the answers any endpoint may give: bad or oversized bodies, rate limits, outages."""
-        responses = doc.setdefault("responses", {})
-        if "requestBody" in doc:
-            responses.setdefault(400, HTTPStatus.BAD_REQUEST.name)
-            responses.setdefault(413, HTTPStatus.REQUEST_ENTITY_TOO_LARGE.name)
-        if self.RATE_LIMITED:
-            responses.setdefault(429, HTTPStatus.TOO_MANY_REQUESTS.name)
-        if self.USES_DATABASE:
-            responses.setdefault(503, HTTPStatus.SERVICE_UNAVAILABLE.name)
-        return doc
-
-    def _prepare_etag_doc(self, doc, doc_info, **kwargs):
-        doc = super()._prepare_etag_doc(doc, doc_info, **kwargs)
-        doc.get("responses", {}).pop(428, None)  # If-Match is never required: see below
-        return doc
-
+    # flask-smorest has no public switch for an optional If-Match (METHODS_NEEDING_CHECK_ETAG
+    # would also stop check_etag): two private methods, pinned in tests/test_library_contracts.py.
     def _check_precondition(self):
         """If-Match is optional in this API: checked when sent, never required (no 428)."""
 
@@ -91,15 +74,22 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 class Limiter(flask_limiter.Limiter):
-    """flask-limiter's limiter, starting afresh for each app it is bound to.
+    """flask-limiter's limiter, shared by every app of the process (the routes' decorators are
+    bound to it), and tests build many apps, some with an unreachable Redis on purpose.
 
-    Its "storage is down" flag and its fallback limits otherwise outlive ``init_app``, and tests
-    build many apps, some with an unreachable Redis on purpose.
+    flask-limiter has no public way to clear its "storage is down" flag: a new app would count in
+    memory until its backoff (up to 32 s) lets it look at Redis again, so ``init_app`` clears it.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Filters are registered once (create_app runs many times in the tests), and an app built
+        # with RATELIMIT_ENABLED false stays unlimited when a later app enables the shared limiter.
+        self.request_filter(is_exempt)
+        self.request_filter(lambda: not current_app.config["RATELIMIT_ENABLED"])
 
     def init_app(self, app):
         self._storage_dead = False
-        self._in_memory_fallback = []  # read again from RATELIMIT_IN_MEMORY_FALLBACK
         super().init_app(app)
 
 
@@ -131,7 +121,13 @@ class FlaskRedis:
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 jwt = JWTManager()
-limiter = Limiter(key_func=rate_limit_key)
+# Limits given as callables are read from the configuration of the app serving the request:
+# given as strings, the first app's values would hold for every later one.
+limiter = Limiter(
+    key_func=rate_limit_key,
+    application_limits=[configured_limit("RATELIMIT_APPLICATION")],
+    in_memory_fallback=[configured_limit("RATELIMIT_IN_MEMORY_FALLBACK")],
+)
 cors = CORS()
 api = Api()
 cache_redis = FlaskRedis("cache_redis", decode_responses=True)

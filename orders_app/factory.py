@@ -51,7 +51,6 @@ def create_app(overrides=None):
     protection.trust_proxies(app)
     cors.init_app(app, **protection.cors_options(app.config))
     limiter.init_app(app)
-    limiter.request_filter(protection.is_exempt)
     cli.init_app(app)
     metrics.init_app(app)
     _init_api(app)

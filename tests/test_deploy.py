@@ -93,7 +93,7 @@ def test_every_process_has_its_workload():
         "Deployment/relay": ["flask", "--app", "orders_app", "relay"],
         "Deployment/consumer": ["python", "-m", "consumer"],
         "Deployment/worker": ["flask", "--app", "orders_app", "worker"],
-        "Deployment/rq-dashboard": ["rq-dashboard", "--port", "9181"],
+        "Deployment/rq-dashboard": ["rq-dashboard", "--json", "--port", "9181"],
     }
 
 

@@ -1,0 +1,39 @@
+"""What the OpenAPI document says beyond what flask-smorest infers, as an apispec plugin."""
+
+from http import HTTPStatus
+
+from apispec import BasePlugin
+
+# Answers any operation may give, whatever its own decorators declare.
+BAD_BODY = {400: HTTPStatus.BAD_REQUEST.name, 413: HTTPStatus.REQUEST_ENTITY_TOO_LARGE.name}
+RATE_LIMITED = {429: HTTPStatus.TOO_MANY_REQUESTS.name}
+DATABASE_DOWN = {503: HTTPStatus.SERVICE_UNAVAILABLE.name}
+
+
+class CommonAnswersPlugin(BasePlugin):
+    """Documents bad or oversized bodies, rate limits and outages on every operation, and If-Match
+    as optional (flask-smorest documents it as required, with a 428, for every ``@etag`` PATCH).
+
+    A blueprint whose endpoints are never limited, or never touch PostgreSQL, says so with
+    ``RATE_LIMITED = False`` or ``USES_DATABASE = False``.
+    """
+
+    def __init__(self, app):
+        super().__init__()
+        self.app = app
+
+    def operation_helper(self, path=None, operations=None, *, rule, **kwargs):
+        blueprint = self.app.blueprints[rule.endpoint.rpartition(".")[0]]
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            common = {
+                **(BAD_BODY if "requestBody" in operation else {}),
+                **(RATE_LIMITED if blueprint.RATE_LIMITED else {}),
+                **(DATABASE_DOWN if blueprint.USES_DATABASE else {}),
+            }
+            for status, name in common.items():
+                responses.setdefault(status, name)
+            responses.pop(HTTPStatus.PRECONDITION_REQUIRED, None)
+
+    def parameter_helper(self, parameter, **kwargs):
+        return {"required": False} if parameter.get("name") == "If-Match" else None

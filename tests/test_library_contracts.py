@@ -1,0 +1,155 @@
+"""What the service changes in its libraries' behaviour, pinned so that an upgrade fails here, loudly.
+
+Public hooks do most of it: webargs' ``load_json``, an apispec plugin given to flask-smorest, and
+flask-limiter limits given as callables. Four private names are still overridden, because the
+libraries offer no public way (as of flask-smorest 0.47.0 and flask-limiter 4.1.1, pinned in
+requirements.txt): each has a behaviour test below, and each name is checked to still exist, so
+that a rename is reported as such instead of as a mysterious change of behaviour.
+"""
+
+import warnings
+
+import flask_smorest
+import pytest
+from redis import Redis
+
+from orders_app.extensions import limiter
+
+from helpers import PASSWORD, TEST_REDIS_URL, closed_port_url, make_app, place_order
+
+DEEPLY_NESTED_JSON = b"[" * 5000 + b"]" * 5000
+
+# (class, private name, what the override relies on it to do)
+PRIVATE_NAMES_OVERRIDDEN = [
+    (flask_smorest.Blueprint, "_check_precondition", "answers 428 to a PATCH without If-Match"),
+    (flask_smorest.Blueprint, "_verify_check_etag", "warns when a PATCH did not call check_etag"),
+    (flask_smorest.Api, "_register_pagination_header", "registers the X-Pagination header component"),
+]
+
+
+@pytest.mark.parametrize("owner, name, role", PRIVATE_NAMES_OVERRIDDEN)
+def test_the_private_methods_we_override_still_exist(owner, name, role):
+    assert callable(getattr(owner, name, None)), (
+        f"{owner.__module__}.{owner.__name__}.{name} ({role}) is gone"
+    )
+
+
+# webargs: ArgumentsParser.load_json
+
+
+@pytest.mark.parametrize("path", ["/orders/", "/token"])  # a JSON body, and a JSON-or-form body
+def test_json_nested_too_deeply_is_a_400_in_the_error_format(client, alice, path):
+    headers = {"Content-Type": "application/json", **alice["headers"]}
+    response = client.post(path, data=DEEPLY_NESTED_JSON, headers=headers)
+    assert response.status_code == 400
+    assert response.json["code"] == 400
+    assert response.json["errors"] == {"json": ["Invalid JSON body."]}
+
+
+# flask-smorest: Blueprint._check_precondition and Blueprint._verify_check_etag
+
+
+def test_a_patch_without_if_match_is_applied_without_a_warning(client, alice):
+    order = place_order(client, alice["headers"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = client.patch(f"/orders/{order['id']}/", json={"status": "PAID"}, headers=alice["headers"])
+    assert response.status_code == 200
+    assert [str(warning.message) for warning in caught if "ETag" in str(warning.message)] == []
+
+
+def test_a_patch_with_if_match_is_still_checked(client, alice):
+    order = place_order(client, alice["headers"])
+    headers = {**alice["headers"], "If-Match": '"not-the-etag"'}
+    response = client.patch(f"/orders/{order['id']}/", json={"status": "PAID"}, headers=headers)
+    assert response.status_code == 412
+
+
+# flask-smorest and apispec: openapi.CommonAnswersPlugin and Api._register_pagination_header
+
+
+@pytest.fixture(scope="module")
+def document():
+    return make_app().test_client().get("/openapi.json").json
+
+
+def operations(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield path, method, operation
+
+
+def test_every_operation_documents_rate_limits_and_database_outages(document):
+    for path, method, operation in operations(document):
+        if path.startswith("/health"):  # neither limited nor using PostgreSQL
+            assert "429" not in operation["responses"], (method, path)
+        else:
+            assert {"429", "503"} <= set(operation["responses"]), (method, path)
+
+
+def test_every_operation_with_a_body_documents_bad_and_oversized_bodies(document):
+    with_body = [(path, method, op) for path, method, op in operations(document) if "requestBody" in op]
+    assert len(with_body) >= 5
+    for path, method, operation in with_body:
+        assert {"400", "413"} <= set(operation["responses"]), (method, path)
+
+
+def test_if_match_is_documented_as_optional_and_never_answers_428(document):
+    patch = document["paths"]["/orders/{order_id}/"]["patch"]
+    assert "412" in patch["responses"]
+    assert {"$ref": "#/components/parameters/IF_MATCH"} in patch["parameters"]
+    assert document["components"]["parameters"]["IF_MATCH"]["required"] is False
+    assert not [(path, method) for path, method, op in operations(document) if "428" in op["responses"]]
+
+
+def test_x_pagination_is_documented_as_json_content(document):
+    response = document["paths"]["/orders/user/{user_id}/"]["get"]["responses"]["200"]
+    assert response["headers"]["X-Pagination"] == {"$ref": "#/components/headers/PAGINATION"}
+    header = document["components"]["headers"]["PAGINATION"]
+    assert "schema" not in header
+    schema = header["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/PaginationMetadata"}
+
+
+# flask-limiter: limits given as callables, and Limiter._storage_dead
+
+
+def register_many(client, count, address):
+    client.environ_base["REMOTE_ADDR"] = address
+    return [
+        client.post("/register/", json={"email": f"c{n}@example.com", "password": PASSWORD}).status_code
+        for n in range(count)
+    ]
+
+
+def test_each_app_has_its_own_overall_limit(database):
+    make_app(RATELIMIT_APPLICATION="100/minute")
+    client = make_app(RATELIMIT_APPLICATION="2/minute").test_client()
+    assert [client.get("/users/me").status_code for _ in range(3)] == [401, 401, 429]
+
+
+def test_each_app_has_its_own_memory_fallback(database):
+    unreachable = closed_port_url("redis", "/0")
+    make_app(RATELIMIT_STORAGE_URI=unreachable, RATELIMIT_IN_MEMORY_FALLBACK="3/minute")
+    client = make_app(
+        RATELIMIT_STORAGE_URI=unreachable, RATELIMIT_IN_MEMORY_FALLBACK="1/minute"
+    ).test_client()
+    assert register_many(client, 2, "10.7.0.1") == [201, 429]
+
+
+def test_a_new_app_forgets_that_the_last_apps_storage_was_down(database):
+    make_app(RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0")).test_client().get("/users/me")
+    assert limiter._storage_dead is True  # flask-limiter's own flag: it counts in memory now
+
+    client = make_app().test_client()
+    assert limiter._storage_dead is False
+    register_many(client, 1, "10.7.0.2")
+    keys = Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
+    assert any("ip:10.7.0.2" in key for key in keys)
+
+
+def test_an_app_built_without_rate_limits_stays_unlimited_when_a_later_app_has_them(database):
+    unlimited = make_app(RATELIMIT_ENABLED=False).test_client()
+    make_app()  # binds the shared limiter again, enabled
+    assert register_many(unlimited, 6, "10.7.0.3") == [201] * 6  # the limit is 5 a minute
