@@ -1,14 +1,15 @@
 """gunicorn settings: gevent workers, tunable from the environment."""
 
 import glob
-import multiprocessing
 import os
 import shutil
 import tempfile
 
+from orders_app.config import web_workers  # standard library and python-dotenv only
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 worker_class = "gevent"
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+workers = web_workers()
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 1000))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 # On SIGTERM, workers stop accepting and finish the requests in hand for up to this long.

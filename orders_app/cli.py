@@ -1,4 +1,4 @@
-"""Flask CLI commands: prestart, create-admin, purge-idempotency-keys, reconcile, relay and worker."""
+"""Flask CLI commands: prestart, create-admin, purge, reconcile, relay and worker."""
 
 import sys
 from urllib.parse import urlsplit
@@ -8,11 +8,13 @@ from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from . import housekeeping
 from .auth.passwords import hash_password
 from .auth.schemas import PASSWORD_LENGTH, LowerCaseEmail
+from .config import web_connections, web_workers
 from .database import create_database_if_missing
 from .events.relay import Relay
 from .extensions import db
@@ -20,7 +22,6 @@ from .health import check_rabbitmq, check_redis
 from .jobs import run_worker
 from .metrics import serve_process_metrics
 from .models import User
-from .orders.service import purge_expired_idempotency_keys
 from .reconciler import reconcile as reconcile_orders
 
 HOW_TO_START = {
@@ -66,7 +67,25 @@ def prestart():
             problems.append(_unreachable(service, config[url_key], error))
     if problems:
         raise click.ClickException("\n".join(problems))
+    warn_if_the_web_may_exceed_max_connections(config)
     upgrade()
+
+
+def warn_if_the_web_may_exceed_max_connections(config):
+    """Warn when the web alone may open more connections than PostgreSQL accepts: under load,
+    requests would then fail to connect instead of waiting for a pooled connection."""
+    wanted = web_connections(config)
+    allowed = int(db.session.scalar(select(func.current_setting("max_connections"))))
+    if wanted > allowed:
+        options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+        click.echo(
+            f"Warning: the web may open {wanted} PostgreSQL connections ({web_workers()} workers x "
+            f"(pool_size {options['pool_size']} + max_overflow {options['max_overflow']})), more than "
+            f"the server's max_connections ({allowed}), before the relay, consumer and workers connect. "
+            "Lower WEB_CONCURRENCY or FLASK_SQLALCHEMY_ENGINE_OPTIONS__pool_size / __max_overflow, "
+            "raise max_connections, or put PgBouncer in front.",
+            err=True,
+        )
 
 
 @click.command("create-admin")
@@ -104,11 +123,16 @@ def create_admin(email, password_stdin):
     click.echo(f"{email} is an admin (user id {user.id})")
 
 
-@click.command("purge-idempotency-keys")
+@click.command("purge")
 @with_appcontext
-def purge_idempotency_keys():
-    """Delete Idempotency-Key records older than 24 hours (run it daily, e.g. from cron)."""
-    click.echo(f"Deleted {purge_expired_idempotency_keys()} expired idempotency keys")
+def purge():
+    """Delete published outbox events past their retention and expired idempotency keys, now
+    (the relay does it periodically)."""
+    deleted = housekeeping.purge()
+    click.echo(
+        f"Deleted {deleted['outbox_events']} published outbox events "
+        f"and {deleted['idempotency_keys']} expired idempotency keys"
+    )
 
 
 @click.command("reconcile")
@@ -140,5 +164,5 @@ def worker():
 
 
 def init_app(app):
-    for command in (prestart, create_admin, purge_idempotency_keys, reconcile, relay, worker):
+    for command in (prestart, create_admin, purge, reconcile, relay, worker):
         app.cli.add_command(command)

@@ -5,6 +5,7 @@ other Flask or extension setting comes from ``FLASK_<KEY>`` through Flask's
 ``from_prefixed_env``.
 """
 
+import copy
 import logging
 import os
 import secrets
@@ -43,10 +44,12 @@ MIN_SECRET_DISTINCT_CHARACTERS = 10
 
 class Defaults:
     SQLALCHEMY_DATABASE_URI = "postgresql://postgres@127.0.0.1:5432/orders"
+    # Per process. A web worker holds at most pool_size + max_overflow connections: 10, sized from
+    # the connection budget (README, Configuration); relays, consumers and RQ workers use one.
     SQLALCHEMY_ENGINE_OPTIONS = {
         "pool_pre_ping": True,
-        "pool_size": 10,
-        "max_overflow": 20,
+        "pool_size": 5,
+        "max_overflow": 5,
         "pool_timeout": 10,
         "connect_args": {"connect_timeout": 3},
     }
@@ -72,6 +75,9 @@ class Defaults:
     # The reconciler (in the relay's loop): orders unprocessed this long get their job again.
     RECONCILE_AFTER_SECONDS = 60
     RECONCILE_INTERVAL_SECONDS = 30
+    # Housekeeping (also in the relay's loop): published outbox events are kept this long.
+    OUTBOX_RETENTION_HOURS = 72
+    HOUSEKEEPING_INTERVAL_SECONDS = 60
     RECONNECT_MAX_SECONDS = 30.0
     HEARTBEAT_FILE = None  # touched by the relay's and consumer's loops, for health checks
     LOG_LEVEL = "INFO"
@@ -103,6 +109,8 @@ class Defaults:
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
     JWT_TOKEN_LOCATION = ["headers"]
+    # How long a process remembers that a token's user exists (a deleted user's token is a 401).
+    USER_EXISTS_CACHE_SECONDS = 60
 
     API_TITLE = "Orders service"
     API_VERSION = "1.0"
@@ -117,7 +125,11 @@ class Defaults:
 def load_config(config, overrides=None):
     """Fill a Flask ``config`` in precedence order and normalise the values."""
     load_dotenv(find_dotenv(usecwd=True), override=False)  # the real environment wins
-    config.from_object(Defaults)
+    # A copy: FLASK_<KEY>__<NESTED> settings change nested values in place, and must not change
+    # the defaults of every later app in the process.
+    config.from_mapping(
+        copy.deepcopy({key: getattr(Defaults, key) for key in dir(Defaults) if key.isupper()})
+    )
     for variable, key in PLAIN_VARIABLES.items():
         if variable in os.environ:
             config[key] = os.environ[variable]
@@ -142,6 +154,17 @@ def load_config(config, overrides=None):
         config.setdefault("JWT_ALGORITHM", "RS256")
     check_production_safety(config)
     check_example_passwords(config)
+
+
+def web_workers():
+    """gunicorn's worker processes: ``WEB_CONCURRENCY``, else one per core."""
+    return int(os.environ.get("WEB_CONCURRENCY", os.cpu_count()))
+
+
+def web_connections(config):
+    """The most PostgreSQL connections the web may open: workers x (pool_size + max_overflow)."""
+    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+    return web_workers() * (options["pool_size"] + options["max_overflow"])
 
 
 def psycopg2_url(url):

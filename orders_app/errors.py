@@ -21,6 +21,7 @@ BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 # Seconds a client should wait before retrying while a dependency is unreachable.
 RETRY_AFTER_SECONDS = 2
 RETRY_LATER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+USER_GONE = "The token's user no longer exists"
 # PostgreSQL unreachable, restarting, or the connection cut mid-request; a full pool too.
 DATABASE_OUTAGES = (
     sqlalchemy_errors.OperationalError,
@@ -64,6 +65,7 @@ class ServiceError(Exception):
     """A broken business rule; ``status_code``, the message and ``errors`` make the error body."""
 
     status_code = 400
+    headers = None
 
     def __init__(self, message, errors=None):
         super().__init__(message)
@@ -81,7 +83,7 @@ def error_response(code, message, headers=None, errors=None):
 def register_service_error_handlers(app):
     @app.errorhandler(ServiceError)
     def service_error(error):
-        return error_response(error.status_code, error.message, errors=error.errors)
+        return error_response(error.status_code, error.message, error.headers, error.errors)
 
     for outage in DATABASE_OUTAGES:
         app.register_error_handler(outage, database_unavailable)
@@ -112,3 +114,7 @@ def register_jwt_error_handlers(jwt):
     @jwt.revoked_token_loader
     def revoked_token(_header, _payload):
         return unauthorized("Token has been revoked")
+
+    @jwt.user_lookup_error_loader
+    def user_gone(_header, _payload):
+        return unauthorized(USER_GONE)

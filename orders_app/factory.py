@@ -6,6 +6,7 @@ from flask import Flask
 from swagger_ui_bundle import swagger_ui_path
 
 from . import cli, http, metrics, protection
+from .auth import identity
 from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
 from .config import load_config
@@ -42,6 +43,8 @@ def create_app(overrides=None):
     queue_redis.init_app(app)
     jwt.init_app(app)
     jwt.token_in_blocklist_loader(is_revoked)
+    identity.init_app(app)
+    jwt.user_lookup_loader(identity.token_user_exists)
     register_jwt_error_handlers(jwt)
     register_service_error_handlers(app)
     http.init_app(app)

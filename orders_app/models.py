@@ -2,10 +2,20 @@
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, Enum, ForeignKey, Index, Numeric, String, func
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    func,
+    literal_column,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,6 +43,17 @@ class OrderStatus(enum.Enum):
     CANCELED = "CANCELED"
 
 
+# An order's new ``updated_at`` on every change: the time of the write itself, and always past the
+# previous value. The cache orders its writes by it (``orders.cache``), so it must grow in the order
+# the changes commit: ``now()`` would not, being the time the transaction began, which can precede
+# the commit of a concurrent change that took the row lock first. Evaluated in the UPDATE, after
+# the lock is taken (PostgreSQL re-evaluates it if the statement had to wait for the lock).
+NEXT_UPDATED_AT = func.greatest(
+    func.clock_timestamp(),
+    literal_column("orders.updated_at", DateTime(timezone=True)) + timedelta(microseconds=1),
+)
+
+
 class Order(db.Model):
     __tablename__ = "orders"
     # Server-side timestamps come back with the INSERT/UPDATE (RETURNING), not in a reload.
@@ -47,7 +68,7 @@ class Order(db.Model):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        DateTime(timezone=True), server_default=func.now(), onupdate=NEXT_UPDATED_AT
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -73,6 +94,10 @@ class IdempotencyKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+# Housekeeping's work list: the expired keys.
+Index("ix_idempotency_keys_created_at", IdempotencyKey.created_at)
+
+
 class OutboxEvent(db.Model):
     """An event to publish; ``published_at`` is set once the broker confirmed it."""
 
@@ -91,3 +116,5 @@ Index(
     OutboxEvent.created_at,
     postgresql_where=OutboxEvent.published_at.is_(None),
 )
+# Housekeeping's work list: events published long enough ago.
+Index("ix_outbox_events_published_at", OutboxEvent.published_at)

@@ -11,12 +11,13 @@ import pika
 import pytest
 import redis
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import make_url
 
 from orders_app.database import create_database_if_missing
 from orders_app.events.topology import Topology
 from orders_app.extensions import db
+from orders_app.models import User
 
 from helpers import (
     PASSWORD,
@@ -114,6 +115,16 @@ def alice(client):
 @pytest.fixture
 def bob(client):
     return signed_up(client, "bob@example.com")
+
+
+@pytest.fixture
+def gone(app, client):
+    """A user who logged in and was then deleted (by hand: the service never deletes users)."""
+    session = signed_up(client, "gone@example.com")
+    with app.app_context():
+        db.session.execute(delete(User).where(User.id == session["user"]["id"]))
+        db.session.commit()
+    return session
 
 
 @pytest.fixture

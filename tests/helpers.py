@@ -211,6 +211,7 @@ class TcpProxy:
     Closed, its port refuses connections and the open ones are cut: the service went away.
     ``reset()`` aborts the open connections with a TCP RST and keeps accepting new ones.
     With ``latency`` (seconds) every chunk sent to the service is held that long: a slow service.
+    ``hold()`` keeps what clients send from reaching the service until ``release()``.
     ``url`` is the same URL, pointing at the proxy; ``accepted`` counts the connections made.
     """
 
@@ -221,6 +222,8 @@ class TcpProxy:
         netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{self.port}")
         self.url = parts._replace(netloc=netloc).geturl()
         self.latency = latency
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.accepted = 0
         self._server = None
         self._connections = []
@@ -249,6 +252,12 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RD)  # wakes the pump blocked on it; sends nothing
             sock.close()  # the last reference gone, the kernel answers the peer with a RST
 
+    def hold(self):
+        self._flowing.clear()
+
+    def release(self):
+        self._flowing.set()
+
     def _accept(self, server):
         while True:
             try:
@@ -259,14 +268,15 @@ class TcpProxy:
             with self._lock:
                 self._connections += [client, upstream]
                 self.accepted += 1
-            for source, sink, latency in ((client, upstream, self.latency), (upstream, client, 0)):
-                threading.Thread(target=self._pump, args=(source, sink, latency), daemon=True).start()
+            for source, sink, to_service in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, to_service), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, sink, latency):
+    def _pump(self, source, sink, to_service):
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                time.sleep(latency)
+                if to_service:
+                    time.sleep(self.latency)
+                    self._flowing.wait()
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)

@@ -19,6 +19,7 @@ from helpers import (
     login,
     make_app,
     register,
+    wait_for,
 )
 
 
@@ -260,6 +261,32 @@ def test_a_deleted_user_cannot_use_or_refresh_tokens(app, client, alice):
         db.session.commit()
     assert_unauthorized(client.get("/users/me", headers=alice["headers"]))
     assert_unauthorized(client.post("/token/refresh", headers=bearer(alice["tokens"]["refresh_token"])))
+
+
+def test_a_user_deleted_while_remembered_cannot_order_and_soon_cannot_read(database):
+    """A process remembers for USER_EXISTS_CACHE_SECONDS that a user exists; an order placed
+    meanwhile with a deleted user's token is still a 401 (its foreign key refuses it), and once
+    the process forgets, every route is."""
+    app = make_app(USER_EXISTS_CACHE_SECONDS=1)
+    client = app.test_client()
+    user = register(client, "carol@example.com")
+    headers = bearer(login(client, "carol@example.com")["access_token"])
+    assert client.get("/users/me", headers=headers).status_code == 200  # remembered from now on
+    with app.app_context():
+        db.session.delete(db.session.get(User, user["id"]))
+        db.session.commit()
+    response = client.post(
+        "/orders/", json={"items": [{"name": "Tea", "quantity": 1, "price": 1}]}, headers=headers
+    )
+    assert_unauthorized(response)
+    assert response.json["message"] == "The token's user no longer exists"
+    wait_for(
+        lambda: client.get(f"/orders/user/{user['id']}/", headers=headers).status_code == 401,
+        timeout=5,
+        message="the process to forget the user",
+    )
+    with app.app_context():
+        db.engine.dispose()
 
 
 # --- every token failure is a 401 in the error format ---------------------------------------

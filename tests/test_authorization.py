@@ -4,35 +4,50 @@ import pytest
 
 from helpers import PASSWORD, place_order
 
-OWNER_ONLY = {"anonymous": 401, "owner": 200, "other": 404, "admin": 200}
+OWNER_ONLY = {"anonymous": 401, "owner": 200, "other": 404, "admin": 200, "gone": 401}
 # (method, path template, body) -> expected status per caller.
 MATRIX = [
-    ("GET", "/users/me", None, {"anonymous": 401, "owner": 200, "other": 200, "admin": 200}),
+    ("GET", "/users/me", None, {"anonymous": 401, "owner": 200, "other": 200, "admin": 200, "gone": 401}),
     ("POST", "/orders/", {"items": [{"name": "Tea", "quantity": 1, "price": 1}]},
-     {"anonymous": 401, "owner": 201, "other": 201, "admin": 201}),
+     {"anonymous": 401, "owner": 201, "other": 201, "admin": 201, "gone": 401}),
     ("GET", "/orders/{order_id}/", None, OWNER_ONLY),
     ("PATCH", "/orders/{order_id}/", {"status": "PAID"}, OWNER_ONLY),
-    ("GET", "/orders/user/{owner_id}/", None, {"anonymous": 401, "owner": 200, "other": 403, "admin": 200}),
-    ("POST", "/logout", None, {"anonymous": 401, "owner": 204, "other": 204, "admin": 204}),
+    ("GET", "/orders/user/{owner_id}/", None,
+     {"anonymous": 401, "owner": 200, "other": 403, "admin": 200, "gone": 401}),
+    ("GET", "/orders/user/{gone_id}/", None,
+     {"anonymous": 401, "owner": 403, "other": 403, "admin": 200, "gone": 401}),
+    ("POST", "/logout", None, {"anonymous": 401, "owner": 204, "other": 204, "admin": 204, "gone": 401}),
 ]  # fmt: skip
-CALLERS = ["anonymous", "owner", "other", "admin"]
+# "gone": a user deleted after logging in (by hand: the service has no way to delete users).
+CALLERS = ["anonymous", "owner", "other", "admin", "gone"]
 
 
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("method, path, body, expected", MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
-def test_authorization_matrix(client, alice, bob, admin, caller, method, path, body, expected):
+def test_authorization_matrix(client, alice, bob, admin, gone, caller, method, path, body, expected):
     order = place_order(client, alice["headers"])
-    headers = {"anonymous": {}, "owner": alice["headers"], "other": bob["headers"], "admin": admin["headers"]}
-    url = path.format(order_id=order["id"], owner_id=alice["user"]["id"])
+    headers = {
+        "anonymous": {},
+        "owner": alice["headers"],
+        "other": bob["headers"],
+        "admin": admin["headers"],
+        "gone": gone["headers"],
+    }
+    url = path.format(order_id=order["id"], owner_id=alice["user"]["id"], gone_id=gone["user"]["id"])
     response = client.open(url, method=method, json=body, headers=headers[caller])
     assert response.status_code == expected[caller], response.json
+    if response.status_code == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-def test_refresh_needs_a_refresh_token_whoever_calls(client, alice, bob, admin, caller):
+def test_refresh_needs_a_refresh_token_whoever_calls(client, alice, bob, admin, gone, caller):
     sessions = {"owner": alice, "other": bob, "admin": admin}
     if caller == "anonymous":
         assert client.post("/token/refresh").status_code == 401
+    elif caller == "gone":
+        refresh = {"Authorization": f"Bearer {gone['tokens']['refresh_token']}"}
+        assert client.post("/token/refresh", headers=refresh).status_code == 401
     else:
         tokens = sessions[caller]["tokens"]
         assert (

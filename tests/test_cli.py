@@ -1,14 +1,12 @@
 """Flask CLI: ``flask create-admin`` and ``flask prestart``."""
 
-from datetime import timedelta
-
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from orders_app.auth.passwords import verify_password
 from orders_app.extensions import db
-from orders_app.models import IdempotencyKey, User
+from orders_app.models import User
 
 from helpers import (
     PASSWORD,
@@ -17,7 +15,6 @@ from helpers import (
     closed_port_url,
     login,
     make_app,
-    place_order,
     register,
 )
 
@@ -128,17 +125,18 @@ def test_prestart_hides_passwords_in_its_messages(database):
     assert "s3cret" not in result.output
 
 
-def test_purge_deletes_only_expired_idempotency_keys(app, client):
-    register(client, "keys@example.com")
-    headers = {"Authorization": f"Bearer {login(client, 'keys@example.com')['access_token']}"}
-    for key in ("old", "fresh"):
-        place_order(client, headers, **{"Idempotency-Key": key})
+@pytest.mark.parametrize("over", [True, False])
+def test_prestart_warns_when_the_web_may_exceed_max_connections(app, monkeypatch, over):
+    """A web worker may hold 10 connections (pool_size 5 + max_overflow 5, the defaults)."""
     with app.app_context():
-        old = db.session.get(IdempotencyKey, (1, "old"))
-        old.created_at = old.created_at - timedelta(hours=25)
-        db.session.commit()
-    result = app.test_cli_runner().invoke(args=["purge-idempotency-keys"])
-    assert result.exit_code == 0
-    assert "Deleted 1 expired" in result.output
-    with app.app_context():
-        assert db.session.scalars(select(IdempotencyKey.key)).all() == ["fresh"]
+        allowed = int(db.session.scalar(text("SHOW max_connections")))
+        db.session.rollback()
+    workers = allowed // 10 + 1 if over else allowed // 10
+    monkeypatch.setenv("WEB_CONCURRENCY", str(workers))
+    result = app.test_cli_runner().invoke(args=["prestart"])
+    assert result.exit_code == 0, result.output
+    warning = (
+        f"Warning: the web may open {workers * 10} PostgreSQL connections ({workers} workers x "
+        f"(pool_size 5 + max_overflow 5)), more than the server's max_connections ({allowed})"
+    )
+    assert (warning in result.stderr) is over

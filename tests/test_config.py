@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Config
 
-from orders_app.config import load_config
+from orders_app.config import Defaults, load_config
+from orders_app.extensions import db
 
 from helpers import PASSWORD, TEST_SECRET, bearer, claims_of, forge_token, login, make_app, register
 
@@ -91,6 +92,22 @@ def test_any_other_setting_comes_from_flask_prefixed_variables(environ):
     assert config["LOG_LEVEL"] == "DEBUG"
     assert config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 3
     assert config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
+
+
+def test_a_nested_setting_changes_one_app_and_not_the_defaults(environ):
+    environ["FLASK_SQLALCHEMY_ENGINE_OPTIONS__pool_size"] = "3"
+    first = make_app()
+    del environ["FLASK_SQLALCHEMY_ENGINE_OPTIONS__pool_size"]
+    second = make_app()
+    assert first.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 3
+    assert (
+        second.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"]
+        == Defaults.SQLALCHEMY_ENGINE_OPTIONS["pool_size"]
+    )
+    assert Defaults.SQLALCHEMY_ENGINE_OPTIONS["pool_size"] != 3
+    for app, size in ((first, 3), (second, Defaults.SQLALCHEMY_ENGINE_OPTIONS["pool_size"])):
+        with app.app_context():
+            assert db.engine.pool.size() == size
 
 
 def test_dotenv_is_honoured_and_the_environment_wins(environ, tmp_path, monkeypatch):

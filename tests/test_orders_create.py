@@ -1,6 +1,7 @@
 """The API, orders: POST /orders/ — validation, totals, Location, Idempotency-Key."""
 
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -8,6 +9,7 @@ from sqlalchemy import func, select, update
 
 from orders_app.extensions import db
 from orders_app.models import IdempotencyKey, Order
+from orders_app.orders.service import mark_processed
 
 from helpers import place_order
 
@@ -136,6 +138,23 @@ def test_the_same_key_returns_the_first_order_and_creates_nothing(app, client, a
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert order_count(app) == 1
+
+
+def test_a_replay_answers_the_first_response_even_after_the_order_changed(app, client, alice):
+    key = {**alice["headers"], "Idempotency-Key": "checkout-44"}
+    first = client.post("/orders/", json={"items": [BREAD]}, headers=key)
+    client.patch(f"/orders/{first.json['id']}/", json={"status": "PAID"}, headers=alice["headers"])
+    with app.app_context():
+        mark_processed(uuid.UUID(first.json["id"]))
+    now = client.get(f"/orders/{first.json['id']}/", headers=alice["headers"]).json
+    assert (now["status"], now["processed_at"] is None) == ("PAID", False)
+
+    again = client.post("/orders/", json={"items": [BREAD]}, headers=key)
+    assert again.status_code == 201
+    assert again.json == first.json  # PENDING, processed_at null: the answer the first request got
+    assert again.headers["Location"] == first.headers["Location"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert client.get(f"/orders/{first.json['id']}/", headers=alice["headers"]).json == now
 
 
 def test_the_same_order_written_differently_is_the_same_body(client, alice):

@@ -7,7 +7,8 @@ only after the broker confirmed it. Delivery is at least once: a crash between t
 the commit publishes that event again, and the consumer side is idempotent.
 
 The relay's loop also runs the reconciler (``orders_app.reconciler``) every
-``RECONCILE_INTERVAL_SECONDS``: it is the one process every deployment runs that talks to
+``RECONCILE_INTERVAL_SECONDS`` and housekeeping's purges (``orders_app.housekeeping``) every
+``HOUSEKEEPING_INTERVAL_SECONDS``: it is the one process every deployment runs that talks to
 PostgreSQL on a timer.
 """
 
@@ -24,6 +25,7 @@ from psycopg2 import sql
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import housekeeping
 from ..extensions import db
 from ..lifecycle import Backoff, Every, GracefulStop, Heartbeat, keep_serving
 from ..log import log_context
@@ -47,6 +49,7 @@ class Relay:
         self.backoff = Backoff(maximum=config["RECONNECT_MAX_SECONDS"])
         self.heartbeat = Heartbeat(config["HEARTBEAT_FILE"])
         self.reconciling = Every(config["RECONCILE_INTERVAL_SECONDS"])
+        self.housekeeping = Every(config["HOUSEKEEPING_INTERVAL_SECONDS"])
 
     def run(self):
         """Publish until stopped; ride out outages of PostgreSQL and RabbitMQ. Needs an app context."""
@@ -72,6 +75,8 @@ class Relay:
                     pass
                 if self.reconciling.due():
                     self._reconcile()
+                if self.housekeeping.due():
+                    housekeeping.purge(max_batches=housekeeping.ROUND_BATCHES)
                 if self.stop.wait(self.sweep_seconds, listener):
                     listener.poll()
                     listener.notifies.clear()

@@ -1,12 +1,18 @@
-"""The order cache: Redis key ``order:{id}`` holding the order as the API returns it, for 5 minutes.
+"""The order cache: Redis hash ``order:{id}``, for 5 minutes, with two fields: ``json``, the order
+as the API returns it, and ``version``, its ``updated_at`` in microseconds since the epoch.
 
-Filling after a miss uses ``SET NX`` and writing through after a commit a plain ``SET``, so a slow
-reader never overwrites a newer state. Redis trouble is logged and treated as a miss: reads and
-writes go on from PostgreSQL.
+Writers race: a PATCH commits, and before its write-through lands the worker may commit and
+write a newer state; a reader may fill the cache with a row it read before a change. So every
+write goes through one Lua script that replaces the entry only with a newer version, and the
+newest state stays whatever order the writes arrive in. ``updated_at`` is a usable version
+because every change to an order moves it forward under the row lock (``models.Order``).
+
+Redis trouble is logged and treated as a miss: reads and writes go on from PostgreSQL.
 """
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -16,6 +22,18 @@ from .schemas import OrderSchema
 log = logging.getLogger(__name__)
 
 TTL_SECONDS = 300
+# KEYS[1] the order's key; ARGV: version, JSON, TTL. Returns 1 if written, 0 if the cache
+# already holds this version or a newer one.
+STORE_IF_NEWER = """
+local cached = tonumber(redis.call('HGET', KEYS[1], 'version'))
+if cached and cached >= tonumber(ARGV[1]) then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'json', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _schema = OrderSchema()
 
 
@@ -23,28 +41,27 @@ def key(order_id):
     return f"order:{order_id}"
 
 
+def version(order):
+    """``updated_at`` in whole microseconds since the epoch (exact, unlike a float timestamp)."""
+    return (order.updated_at - _EPOCH) // timedelta(microseconds=1)
+
+
 def read(order_id):
     """The cached order, as the API's JSON data, or ``None`` on a miss or when Redis is unavailable."""
     try:
-        cached = cache_redis.client.get(key(order_id))
+        cached = cache_redis.client.hget(key(order_id), "json")
     except redis.RedisError as error:
         log.warning("Order cache unavailable, reading order %s from PostgreSQL: %s", order_id, error)
         return None
     return None if cached is None else json.loads(cached)
 
 
-def fill(order):
-    """Cache an order read from PostgreSQL, unless a newer state is already cached."""
-    _set(order, nx=True)
-
-
 def store(order):
-    """Write an order's committed state through to the cache."""
-    _set(order, nx=False)
-
-
-def _set(order, nx):
+    """Cache an order's committed state, unless the cache holds this state or a newer one."""
+    client = cache_redis.client
     try:
-        cache_redis.client.set(key(order.id), json.dumps(_schema.dump(order)), ex=TTL_SECONDS, nx=nx)
+        client.register_script(STORE_IF_NEWER)(
+            keys=[key(order.id)], args=[version(order), json.dumps(_schema.dump(order)), TTL_SECONDS]
+        )
     except redis.RedisError as error:
         log.warning("Order cache unavailable, order %s not cached: %s", order.id, error)

@@ -8,10 +8,12 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select, update
+from psycopg2.errors import ForeignKeyViolation
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
-from ..errors import ServiceError
+from ..errors import BEARER_CHALLENGE, USER_GONE, ServiceError
 from ..events.outbox import add_new_order_event
 from ..extensions import db
 from ..metrics import ORDERS_CREATED
@@ -60,6 +62,14 @@ class InvalidOrder(ServiceError):
         super().__init__("Invalid order", errors={"json": {field: [message]}})
 
 
+class UserGone(ServiceError):
+    status_code = 401
+    headers = BEARER_CHALLENGE
+
+    def __init__(self):
+        super().__init__(USER_GONE)
+
+
 class IdempotencyKeyReused(ServiceError):
     status_code = 422
 
@@ -91,7 +101,13 @@ def create_order(viewer, items, claimed_total=None, idempotency_key=None, reques
     ]
     order = Order(user_id=viewer.user_id, items=stored_items, total_price=total, status=OrderStatus.PENDING)
     db.session.add(order)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError as error:
+        db.session.rollback()
+        if isinstance(error.orig, ForeignKeyViolation):  # the order's one foreign key: its user
+            raise UserGone() from None
+        raise
     request_hash = _request_hash(stored_items) if idempotency_key else None
     if idempotency_key is None or _claim_key(viewer.user_id, idempotency_key, request_hash, order):
         add_new_order_event(order, request_id)
@@ -124,18 +140,27 @@ def _claim_key(user_id, key, request_hash, order):
 
 
 def _replay(user_id, key, request_hash):
+    """The first response again, as payment APIs replay it: the order as it was created, whatever
+    happened to it since (its current state is a GET away)."""
     record = db.session.get(IdempotencyKey, (user_id, key))
     if record.request_hash != request_hash:
         raise IdempotencyKeyReused()
-    return db.session.get(Order, record.order_id)
+    return _as_created(db.session.get(Order, record.order_id))
 
 
-def purge_expired_idempotency_keys():
-    """Delete keys older than the 24-hour window; return how many went."""
-    expired = IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW
-    deleted = db.session.execute(delete(IdempotencyKey).where(expired)).rowcount
-    db.session.commit()
-    return deleted
+def _as_created(order):
+    """A detached copy of ``order`` as its creation answered it: what never changes, and the state
+    every order starts in."""
+    return Order(
+        id=order.id,
+        user_id=order.user_id,
+        items=order.items,
+        total_price=order.total_price,
+        status=OrderStatus.PENDING,
+        created_at=order.created_at,
+        updated_at=order.created_at,  # both set by the INSERT, to the same time
+        processed_at=None,
+    )
 
 
 def get_order(viewer, order_id):
@@ -149,7 +174,7 @@ def get_order(viewer, order_id):
     order = db.session.get(Order, order_id)
     if order is None or not viewer.may_see(order.user_id):
         raise OrderNotFound()
-    cache.fill(order)
+    cache.store(order)
     return order, False
 
 
