@@ -25,8 +25,8 @@ from .extensions import (
 )
 from .health import blp as health_blp
 from .log import configure_logging
+from .money import money_openapi_property
 from .orders import routes as order_routes
-from .orders.schemas import money_openapi_property
 
 
 def create_app(overrides=None):

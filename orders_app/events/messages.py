@@ -5,7 +5,7 @@ import uuid
 from marshmallow import fields, validate
 
 from ..http import REQUEST_ID_PATTERN
-from ..orders.schemas import Money
+from ..money import Money
 from ..schemas import Schema
 from .topology import NEW_ORDER
 

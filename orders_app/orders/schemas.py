@@ -3,64 +3,13 @@
 Validation is strict and never coerces: 1.5 or "2" is not a quantity, 1.005 is not a price.
 """
 
-import re
-from decimal import Decimal
-
 from marshmallow import fields, pre_load, validate
 
 from ..models import OrderStatus
+from ..money import Money
 from ..schemas import Schema
 
-CENT = Decimal("0.01")
 PAGINATION_PARAMETERS = ("page", "page_size")  # parsed by flask-smorest's @paginate
-MAX_AMOUNT = Decimal("99999999.99")  # NUMERIC(10, 2)
-
-
-# Plain digits, at most two decimals, not zero: "10.50", "7", "0.01".
-AMOUNT_PATTERN = r"^(?!0*(\.0*)?$)\d{1,8}(\.\d{1,2})?$"
-
-
-class Money(fields.Decimal):
-    """An amount in (0, 99,999,999.99] with at most two decimal places.
-
-    Read from a JSON number, or a string of plain digits ("10.50"; no sign, exponent or spaces),
-    without rounding; written as a string with two places.
-    """
-
-    default_error_messages = {
-        "too_precise": "Must have at most two decimal places.",
-        "not_plain": "Must be a number, or a string like 10.50.",
-    }
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("validate", validate.Range(min=0, min_inclusive=False, max=MAX_AMOUNT))
-        super().__init__(as_string=True, **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not re.fullmatch(AMOUNT_PATTERN, value):
-            raise self.make_error("not_plain")
-        amount = super()._deserialize(value, attr, data, **kwargs)
-        if abs(amount) <= MAX_AMOUNT and amount != amount.quantize(CENT):
-            raise self.make_error("too_precise")
-        return amount
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else str(Decimal(value).quantize(CENT))
-
-
-def money_openapi_property(_converter, field, ret, **_kwargs):
-    """apispec attribute function: a ``Money`` field is a positive number or a decimal string."""
-    if not isinstance(field, Money):
-        return {}
-    for generic in ("type", "format", "minimum", "maximum", "exclusiveMinimum"):
-        ret.pop(generic, None)
-    ret.setdefault("description", "An amount with at most two decimal places; answered as a string")
-    return {
-        "anyOf": [
-            {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": float(MAX_AMOUNT)},
-            {"type": "string", "pattern": AMOUNT_PATTERN},
-        ]
-    }
 
 
 class CaseInsensitiveStatus(fields.Enum):

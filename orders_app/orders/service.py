@@ -18,8 +18,8 @@ from ..events.outbox import add_new_order_event
 from ..extensions import db
 from ..metrics import ORDERS_CREATED
 from ..models import IdempotencyKey, Order, OrderStatus
+from ..money import MAX_AMOUNT
 from . import cache
-from .schemas import MAX_AMOUNT
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 

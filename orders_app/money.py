@@ -1,0 +1,56 @@
+"""Money: the amount field of the API's bodies and of the events, and how OpenAPI shows it."""
+
+import re
+from decimal import Decimal
+
+from marshmallow import fields, validate
+
+CENT = Decimal("0.01")
+MAX_AMOUNT = Decimal("99999999.99")  # NUMERIC(10, 2)
+
+
+# Plain digits, at most two decimals, not zero: "10.50", "7", "0.01".
+AMOUNT_PATTERN = r"^(?!0*(\.0*)?$)\d{1,8}(\.\d{1,2})?$"
+
+
+class Money(fields.Decimal):
+    """An amount in (0, 99,999,999.99] with at most two decimal places.
+
+    Read from a JSON number, or a string of plain digits ("10.50"; no sign, exponent or spaces),
+    without rounding; written as a string with two places.
+    """
+
+    default_error_messages = {
+        "too_precise": "Must have at most two decimal places.",
+        "not_plain": "Must be a number, or a string like 10.50.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validate", validate.Range(min=0, min_inclusive=False, max=MAX_AMOUNT))
+        super().__init__(as_string=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not re.fullmatch(AMOUNT_PATTERN, value):
+            raise self.make_error("not_plain")
+        amount = super()._deserialize(value, attr, data, **kwargs)
+        if abs(amount) <= MAX_AMOUNT and amount != amount.quantize(CENT):
+            raise self.make_error("too_precise")
+        return amount
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else str(Decimal(value).quantize(CENT))
+
+
+def money_openapi_property(_converter, field, ret, **_kwargs):
+    """apispec attribute function: a ``Money`` field is a positive number or a decimal string."""
+    if not isinstance(field, Money):
+        return {}
+    for generic in ("type", "format", "minimum", "maximum", "exclusiveMinimum"):
+        ret.pop(generic, None)
+    ret.setdefault("description", "An amount with at most two decimal places; answered as a string")
+    return {
+        "anyOf": [
+            {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": float(MAX_AMOUNT)},
+            {"type": "string", "pattern": AMOUNT_PATTERN},
+        ]
+    }
