@@ -19,10 +19,10 @@ from .database import create_database_if_missing
 from .events.relay import Relay
 from .extensions import db
 from .health import check_rabbitmq, check_redis
-from .jobs import run_worker
 from .metrics import serve_process_metrics
 from .models import User
 from .reconciler import reconcile as reconcile_orders
+from .worker import run_worker
 
 HOW_TO_START = {
     "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
