@@ -1,7 +1,21 @@
-"""Creating the service's PostgreSQL database when it is missing."""
+"""PostgreSQL helpers: creating the service's database when it is missing, and connections
+whose statements give up after a timeout (probes and metrics must never hang on a locked table)."""
+
+from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from .extensions import db
+
+
+@contextmanager
+def bounded_connection(timeout):
+    """A database connection whose statements give up after ``timeout`` seconds (this transaction only)."""
+    with db.engine.connect() as connection:  # rolled back on exit: the setting goes with it
+        milliseconds = str(int(timeout * 1000))
+        connection.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": milliseconds})
+        yield connection
 
 
 def create_database_if_missing(url):

@@ -9,7 +9,8 @@ from flask import current_app
 from marshmallow import Schema, fields
 from sqlalchemy import text
 
-from .extensions import Blueprint, cache_redis, db
+from .database import bounded_connection
+from .extensions import Blueprint, cache_redis
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,7 @@ class ReadinessSchema(HealthSchema):
 
 
 def check_database():
-    timeout_ms = str(int(current_app.config["HEALTH_CHECK_TIMEOUT"] * 1000))
-    with db.engine.connect() as connection:  # rolled back on exit: the timeout stays local
-        connection.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": timeout_ms})
+    with bounded_connection(current_app.config["HEALTH_CHECK_TIMEOUT"]) as connection:
         connection.execute(text("SELECT 1"))
 
 

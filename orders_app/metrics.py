@@ -12,7 +12,6 @@ a read that fails leaves its gauges out of that scrape.
 
 import logging
 import os
-from contextlib import contextmanager
 
 from flask import Blueprint, Response, current_app
 from prometheus_client import (
@@ -28,9 +27,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from rq import Queue
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
-from .extensions import db, queue_redis
+from .database import bounded_connection
+from .extensions import queue_redis
 from .models import Order, OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -134,15 +134,6 @@ class StateCollector:
         for state in RQ_STATES:
             family.add_metric([queue.name, state], counts[state])
         return [family]
-
-
-@contextmanager
-def bounded_connection(timeout):
-    """A database connection whose statements give up after ``timeout`` seconds (this transaction only)."""
-    with db.engine.connect() as connection:  # rolled back on exit: the setting goes with it
-        milliseconds = str(int(timeout * 1000))
-        connection.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": milliseconds})
-        yield connection
 
 
 def scrape_registry():
