@@ -9,6 +9,7 @@ reaching PostgreSQL through a TCP proxy that stands for the server.
 import collections
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -64,8 +65,8 @@ class Processes:
         for process in self.running.values():
             try:
                 process.wait(timeout=30)
-            except TimeoutError:
-                process.kill()
+            except subprocess.TimeoutExpired:
+                kill_hard(process)
 
 
 class Customer:
