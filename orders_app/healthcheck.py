@@ -38,6 +38,7 @@ def rq_worker_can_work():
     import psycopg2
     from redis import Redis
     from rq import Worker
+    from sqlalchemy.engine import make_url
 
     from orders_app.config import Defaults
 
@@ -46,8 +47,8 @@ def rq_worker_can_work():
     )
     if not any(worker.hostname == socket.gethostname() for worker in Worker.all(connection=connection)):
         return False
-    database_url = os.environ.get("DATABASE_URL", Defaults.SQLALCHEMY_DATABASE_URI)
-    dsn = database_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    database_url = make_url(os.environ.get("DATABASE_URL", Defaults.SQLALCHEMY_DATABASE_URI))
+    dsn = database_url.set(drivername="postgresql").render_as_string(hide_password=False)
     with closing(psycopg2.connect(dsn, connect_timeout=TIMEOUT_SECONDS)) as database:
         database.cursor().execute("SELECT 1")
     return True

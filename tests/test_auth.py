@@ -222,6 +222,15 @@ def test_logout_with_the_refresh_token_revokes_it_too(client, alice, encoding):
     assert_unauthorized(refresh(client, tokens["refresh_token"]))
 
 
+def test_logout_revokes_a_refresh_token_issued_before_families_existed(client, alice):
+    claims = claims_of(alice["tokens"]["refresh_token"])
+    claims.pop("fam")
+    old_token = forge_token(claims)  # as the previous release signed it, with the same secret
+    response = client.post("/logout", headers=alice["headers"], json={"refresh_token": old_token})
+    assert response.status_code == 204
+    assert_unauthorized(refresh(client, old_token))
+
+
 def test_logout_without_the_refresh_token_leaves_it_valid(client, alice):
     assert client.post("/logout", headers=alice["headers"]).status_code == 204
     assert refresh(client, alice["tokens"]["refresh_token"]).status_code == 200

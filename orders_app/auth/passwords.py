@@ -55,9 +55,14 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    hasher = _hasher(*_cost())
+    cost = _cost()
+    hasher = _hasher(*cost)
+
+    def verify():  # the dummy hash, made once per process, is argon2 work too: off the loop
+        return hasher.verify(password_hash or _dummy_hash(*cost), password)
+
     try:
-        verified = _off_the_event_loop(hasher.verify, password_hash or _dummy_hash(*_cost()), password)
+        verified = _off_the_event_loop(verify)
     except (VerificationError, InvalidHashError):
         return False
     return verified and password_hash is not None

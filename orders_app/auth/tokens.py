@@ -63,8 +63,12 @@ def rotate(payload):
 def revoke_family(payload):
     """Revoke every refresh token of ``payload``'s family, for as long as any of them can live."""
     lifetime = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
-    family = payload.get(FAMILY_CLAIM) or payload["jti"]  # tokens issued before families existed
-    cache_redis.client.set(_family_key(family), 1, ex=int(lifetime.total_seconds()))
+    cache_redis.client.set(_family_key(_family_of(payload)), 1, ex=int(lifetime.total_seconds()))
+
+
+def _family_of(payload):
+    """A refresh token's family; a token issued before families existed is a family of its own."""
+    return payload.get(FAMILY_CLAIM) or payload["jti"]
 
 
 def _replayed(payload):
@@ -78,8 +82,8 @@ def is_revoked(_header, payload):
     A refresh token found revoked is being replayed: its family is revoked too.
     """
     keys = [_blocklist_key(payload["jti"])]
-    if FAMILY_CLAIM in payload:
-        keys.append(_family_key(payload[FAMILY_CLAIM]))
+    if payload["type"] == "refresh":
+        keys.append(_family_key(_family_of(payload)))
     try:
         revoked = bool(cache_redis.client.exists(*keys))
         if revoked and payload["type"] == "refresh":
