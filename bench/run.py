@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +36,10 @@ import psycopg2
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from bench/: make the service importable
+
+from orders_app.events.topology import Topology  # noqa: E402
+
 BENCH = ROOT / "bench"
 BIN = Path(sys.executable).parent
 
@@ -43,6 +47,7 @@ DATABASE = "orders_bench"
 DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+EVENTS_NAMESPACE = "bench."
 CORES = os.cpu_count()
 
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", 10))
@@ -75,7 +80,7 @@ ENV = {
     "REDIS_URL": REDIS_URL,
     "RABBITMQ_URL": RABBITMQ_URL,
     "JWT_SECRET_KEY": secrets.token_urlsafe(48),
-    "FLASK_EVENTS_NAMESPACE": "bench.",
+    "FLASK_EVENTS_NAMESPACE": EVENTS_NAMESPACE,
     "FLASK_RATELIMIT_ENABLED": "false",
     "FLASK_JWT_ACCESS_TOKEN_EXPIRES": "7200",
     "WEB_CONCURRENCY": str(CORES),
@@ -347,11 +352,13 @@ def clear_backlog():
         cursor.execute("UPDATE outbox_events SET published_at = now() WHERE published_at IS NULL")
     connection.close()
     redis.Redis.from_url(REDIS_URL).flushdb()
-    channel = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)).channel()
-    for queue in ("bench.new_order", "bench.new_order.dead"):
-        with suppress(pika.exceptions.ChannelClosedByBroker):
-            channel.queue_purge(queue)
-    channel.connection.close()
+    topology = Topology.from_config({"EVENTS_NAMESPACE": EVENTS_NAMESPACE})
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    channel = connection.channel()
+    topology.declare(channel)  # as the service does: purging a queue that does not exist closes the channel
+    for queue in (topology.queue, topology.dead_letter_queue):
+        channel.queue_purge(queue)
+    connection.close()
 
 
 def pipeline_scenarios(workdir, tokens):
