@@ -1,16 +1,21 @@
-"""make bench: throughput and latency of the service against a baseline measured in the same run.
+"""make bench: throughput, latency and CPU of the service against a baseline measured in the same run.
 
 Starts the stack the way production runs it (gunicorn + gevent, one worker per core, rate
-limiting off) on a database, Redis db and RabbitMQ names of its own, seeds users and orders,
-and measures with wrk (2 threads, 64 connections, a warm-up then WRK_SECONDS per run), every
-HTTP scenario ROUNDS times, interleaved with the baseline (bench/baseline_app.py, same gunicorn
-configuration). Then the pipeline: relay -> consumer -> workers, and cache reads during a
-login storm. Writes bench/results/<date>.json, prints a markdown table and puts it into
-README.md. ``python bench/run.py login_storm`` runs only the login storm (results in
-bench/results/<date>-login_storm.json, README untouched).
+limiting off) on a database, Redis db and RabbitMQ names of its own, seeds users and orders
+(200 users sharing 30,000 orders, and two users with 1,000 and 200,000 orders for the listing
+scenarios), and measures with wrk (2 threads, 64 connections, a warm-up then WRK_SECONDS per
+run) every HTTP scenario ROUNDS times, interleaved with the baseline (bench/baseline_app.py,
+same gunicorn configuration); each run also records the CPU time of the web workers. Then: the
+same cache reads under `make run` (honcho relays every log line), the pipeline (relay ->
+consumer -> workers), and cache reads during a login storm. Writes bench/results/<date>.json,
+prints markdown tables and puts them into README.md. ``python bench/run.py login_storm`` runs
+only the login storm (results in bench/results/<date>-login_storm.json, README untouched).
+
+Shorter runs while working on this script: BENCH_WRK_SECONDS=1 BENCH_ROUNDS=1.
 """
 
 import json
+import math
 import os
 import platform
 import random
@@ -30,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import quote
 
 import pika
 import psycopg2
@@ -51,12 +58,15 @@ EVENTS_NAMESPACE = "bench."
 CORES = os.cpu_count()
 
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", 10))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 2))  # the targets are judged on medians of 2 or more
 WARMUP_SECONDS = 3
-ROUNDS = 2
 USERS = 200
 ORDERS = 30_000
+DEEP_USERS = {"1k": 1_000, "200k": 200_000}  # listing scenarios: a user with this many orders
+PAGE_SIZE = 20
+LATER_PAGE_AT = 0.9  # "a later page": the one holding the order this far down the user's list
 CACHED_ORDERS = 2_000
-PIPELINE_ORDERS = 2_000
+PIPELINE_WORKERS = 4
 LATENCY_SAMPLES = 100
 MAX_ERROR_RATIO = 0.001
 # Logins per second per web worker during the storm: real argon2id hashes (~0.1 s of CPU each),
@@ -66,11 +76,12 @@ STORM_LOGINS_PER_WORKER_SECOND = 2
 STORM_READ_CONNECTIONS = 8
 STORM_USER = {"username": "storm@example.com", "password": "correct horse battery"}
 ORDER_BODY = json.dumps({"items": [{"name": "Bread", "quantity": 2, "price": "10.50"}]})
-TARGETS = {  # ratio to the baseline's requests/s, measured in the same run
-    "get_cached": 0.5,
-    "list_user": 0.25,
-    "create": 0.15,
-}
+SOCKET_ERRORS = ("connect", "read", "write", "timeout")  # as wrk counts them
+
+# Targets, each judged against the baseline measured in the same run.
+TARGETS = {"get_cached": 0.4, "list_user": 0.12, "create": 0.11}  # × the baseline's requests/s
+P99_TARGET = 4  # every scenario's p99 at 64 connections, × the baseline's p99
+DRAIN_TARGET = 0.95  # the pipeline processes orders at least this fraction of the rate they come in
 
 ENV = {
     **os.environ,
@@ -87,6 +98,12 @@ ENV = {
 }
 
 
+class DeepUser(NamedTuple):
+    user_id: int
+    orders: int
+    token: str
+
+
 def log(message):
     print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
@@ -95,6 +112,11 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def port_open(port):
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def ensure_wrk():
@@ -143,6 +165,47 @@ def gunicorn(app, port, logfile, **env):
     return process(command, logfile, GUNICORN_BIND=f"127.0.0.1:{port}", **env)
 
 
+# --- processes ---------------------------------------------------------------------------------
+
+
+def process_table():
+    """``{pid: (parent pid, CPU seconds in user and system mode)}`` of every process, from /proc."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command, which may hold spaces
+        except OSError:  # ended meanwhile
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {pid: (parent, cpu / ticks) for pid, (parent, cpu) in table.items()}
+
+
+def workers_cpu_seconds(master_pid):
+    """CPU time so far of a gunicorn master's workers (its children)."""
+    return sum(cpu for parent, cpu in process_table().values() if parent == master_pid)
+
+
+def descendants(pid):
+    """Every live process below ``pid``."""
+    children = {}
+    for child, (parent, _) in process_table().items():
+        children.setdefault(parent, []).append(child)
+    found, pending = [], [pid]
+    while pending:
+        below = children.get(pending.pop(), [])
+        found += below
+        pending += below
+    return found
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 # --- data --------------------------------------------------------------------------------------
 
 
@@ -157,8 +220,22 @@ def prepare_database():
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
+def insert_orders(cursor, first_user, users, count):
+    """``count`` orders, one a second back from now, owned in turn by ``users`` users from
+    ``first_user`` on; already processed, as old orders are (unprocessed, the relay's reconciler
+    would queue every one of them again and the workers would be busy with them)."""
+    at = "now() - n * interval '1 second'"
+    cursor.execute(
+        "INSERT INTO orders (id, user_id, items, total_price, status, created_at, updated_at, processed_at) "
+        f"SELECT gen_random_uuid(), %s + n %% %s, %s::jsonb, 21.00, 'PENDING', {at}, {at}, {at} "
+        "FROM generate_series(1, %s) AS n",
+        (first_user, users, json.dumps(json.loads(ORDER_BODY)["items"]), count),
+    )
+
+
 def seed():
-    """USERS users, ORDERS orders spread over them, and an access token per user."""
+    """USERS users sharing ORDERS orders, a user per DEEP_USERS entry with that many orders, and an
+    access token for each; returns ``(orders, tokens, deep_users)``."""
     connection = psycopg2.connect(DATABASE_URL)
     with connection, connection.cursor() as cursor:
         cursor.execute(
@@ -166,23 +243,28 @@ def seed():
             "SELECT 'bench' || n || '@example.com', 'not-a-hash' FROM generate_series(1, %s) AS n",
             (USERS,),
         )
-        cursor.execute(
-            "INSERT INTO orders (id, user_id, items, total_price, status, created_at, updated_at) "
-            "SELECT gen_random_uuid(), 1 + n %% %s, %s::jsonb, 21.00, 'PENDING', "
-            "now() - n * interval '1 second', now() - n * interval '1 second' "
-            "FROM generate_series(1, %s) AS n",
-            (USERS, json.dumps(json.loads(ORDER_BODY)["items"]), ORDERS),
-        )
+        insert_orders(cursor, 1, USERS, ORDERS)
         cursor.execute("SELECT id, user_id FROM orders")
         orders = [(str(order_id), user_id) for order_id, user_id in cursor.fetchall()]
+        deep_ids = {}
+        for name, count in DEEP_USERS.items():
+            cursor.execute(
+                "INSERT INTO users (email, password_hash) VALUES (%s, 'not-a-hash') RETURNING id",
+                (f"bench-{name}@example.com",),
+            )
+            deep_ids[name] = cursor.fetchone()[0]
+            insert_orders(cursor, deep_ids[name], 1, count)
     # As autovacuum would have done to a table in steady state (statistics, visibility map).
     connection.autocommit = True
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
     connection.close()
-    tokens = mint_tokens(range(1, USERS + 1))
+    tokens = mint_tokens([*range(1, USERS + 1), *deep_ids.values()])
+    deep_users = {
+        name: DeepUser(user_id, DEEP_USERS[name], tokens.pop(user_id)) for name, user_id in deep_ids.items()
+    }
     random.Random(7).shuffle(orders)
-    return orders, tokens
+    return orders, tokens, deep_users
 
 
 def mint_tokens(user_ids):
@@ -206,6 +288,18 @@ def request_file(directory, name, lines):
     return path
 
 
+def request_lines(orders, tokens):
+    """The request lines (method, path, token) of each scenario that needs no running service."""
+    return {
+        "baseline": [("GET", "/", "")],
+        "health": [("GET", "/health", "")],
+        "get_cached": [("GET", f"/orders/{order}/", tokens[user]) for order, user in orders[:CACHED_ORDERS]],
+        "get_db": [("GET", f"/orders/{order}/", tokens[user]) for order, user in orders],
+        "list_user": [("GET", f"/orders/user/{user}/", token) for user, token in tokens.items()],
+        "create": [("POST", "/orders/", token) for token in tokens.values()],
+    }
+
+
 # --- wrk ---------------------------------------------------------------------------------------
 
 
@@ -223,6 +317,15 @@ def wrk(url, requests, seconds, connections=64, limit=0):
     ]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     return parse_wrk(output)
+
+
+def wrk_with_cpu(url, requests, master_pid):
+    """A measured wrk run, with the CPU time the gunicorn workers spent per request meanwhile."""
+    before = workers_cpu_seconds(master_pid)
+    result = wrk(url, requests, WRK_SECONDS)
+    cpu_seconds = workers_cpu_seconds(master_pid) - before
+    result["cpu_ms_per_request"] = round(cpu_seconds * 1000 / max(result["requests"], 1), 3)
+    return result
 
 
 def warm_cache(base_url, orders, tokens):
@@ -251,56 +354,140 @@ def _parse_wrk(output):
         value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text).groups()
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}[unit]
 
-    requests = int(re.search(r"(\d+) requests in", output).group(1))
-    socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    requests, duration = re.search(r"(\d+) requests in ([\d.]+\w+),", output).groups()
+    requests = int(requests)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    socket_errors = dict(zip(SOCKET_ERRORS, map(int, errors.groups()) if errors else [0] * 4, strict=True))
     non_2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", output)) else 0
     hits, responses = map(int, re.search(r"CACHE_HITS (\d+) (\d+)", output).groups())
-    errors = socket_errors + non_2xx
     return {
         "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50_ms": duration_ms(re.search(r"^\s+50%\s+(\S+)\s*$", output, re.M).group(1)),
         "p99_ms": duration_ms(re.search(r"^\s+99%\s+(\S+)\s*$", output, re.M).group(1)),
         "requests": requests,
+        "seconds": duration_ms(duration) / 1000,
         "non_2xx": non_2xx,
         "socket_errors": socket_errors,
         "cache_hit_ratio": round(hits / responses, 4) if responses else None,
-        "valid": errors <= MAX_ERROR_RATIO * max(requests, 1),
+        "valid": requests > 0 and sum(socket_errors.values()) + non_2xx <= MAX_ERROR_RATIO * requests,
     }
 
 
-def http_scenarios(workdir, orders, tokens):
+# --- HTTP scenarios ----------------------------------------------------------------------------
+
+
+def list_path(user_id, **query):
+    return f"/orders/user/{user_id}/?" + "&".join(
+        f"{k}={v}" for k, v in {"page_size": PAGE_SIZE, **query}.items()
+    )
+
+
+def later_page(base_url, user):
+    """``(path, how)`` of a page deep in a user's list: page N, the one holding the order at
+    LATER_PAGE_AT of the list, is read once, and the path is the next page by the cursor it
+    hands out (``how`` = "cursor"); without keyset pagination, page N itself ("offset")."""
+    page = math.ceil(LATER_PAGE_AT * user.orders / PAGE_SIZE)
+    request = urllib.request.Request(
+        base_url + list_path(user.user_id, page=page), headers={"Authorization": f"Bearer {user.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        cursor = json.loads(response.headers.get("X-Pagination", "{}")).get("next_cursor")
+    if cursor:
+        return list_path(user.user_id, cursor=quote(cursor, safe="")), "cursor"
+    return list_path(user.user_id, page=page), "offset"
+
+
+def http_scenarios(workdir, orders, tokens, deep_users):
+    """Every HTTP scenario ROUNDS times, interleaved; returns ``(runs, pagination)``: each
+    scenario's wrk results, and how each deep user's later page was reached."""
     port, baseline_port = free_port(), free_port()
     cached = orders[:CACHED_ORDERS]
-    lines = {
-        "baseline": [("GET", "/", "")],
-        "health": [("GET", "/health", "")],
-        "get_cached": [("GET", f"/orders/{order}/", tokens[user]) for order, user in cached],
-        "get_db": [("GET", f"/orders/{order}/", tokens[user]) for order, user in orders],
-        "list_user": [("GET", f"/orders/user/{user}/", token) for user, token in tokens.items()],
-        "create": [("POST", "/orders/", token) for token in tokens.values()],
-    }
-    files = {name: request_file(workdir, name, requests) for name, requests in lines.items()}
+    lines = request_lines(orders, tokens)
     cache = redis.Redis.from_url(REDIS_URL)
-    results = {name: [] for name in files}
     with (
-        gunicorn("wsgi:app", port, Path(workdir) / "web.log"),
-        gunicorn("bench.baseline_app:app", baseline_port, Path(workdir) / "baseline.log"),
+        gunicorn("wsgi:app", port, Path(workdir) / "web.log") as service,
+        gunicorn("bench.baseline_app:app", baseline_port, Path(workdir) / "baseline.log") as baseline,
     ):
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health/ready"), what="the service")
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{baseline_port}/"), what="the baseline")
+        url, baseline_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{baseline_port}"
+        wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
+        wait_until(lambda: http_ok(baseline_url), what="the baseline")
+        pagination = {}
+        for name, user in deep_users.items():
+            lines[f"list_{name}_first"] = [("GET", list_path(user.user_id), user.token)]
+            path, pagination[name] = later_page(url, user)
+            lines[f"list_{name}_later"] = [("GET", path, user.token)]
+        files = {name: request_file(workdir, name, requests) for name, requests in lines.items()}
+        runs = {name: [] for name in files}
         for round_number in range(1, ROUNDS + 1):
             for name, requests in files.items():
-                url = f"http://127.0.0.1:{baseline_port if name == 'baseline' else port}"
-                wrk(url, requests, WARMUP_SECONDS)  # warms the pools
+                target, master = (baseline_url, baseline.pid) if name == "baseline" else (url, service.pid)
+                wrk(target, requests, WARMUP_SECONDS)  # warms the pools
                 if name == "get_cached":
-                    warm_cache(url, cached, tokens)
+                    warm_cache(target, cached, tokens)
                 if name == "get_db":
                     for key in cache.scan_iter("order:*", count=1000):
                         cache.delete(key)
-                result = wrk(url, requests, WRK_SECONDS)
+                result = wrk_with_cpu(target, requests, master)
                 log(f"round {round_number} {name}: {result}")
-                results[name].append(result)
-    return results
+                runs[name].append(result)
+    return runs, pagination
+
+
+# --- make run ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def make_run(port, logfile):
+    """`make run` as a newcomer starts it in a terminal (its own process group; .env read, the
+    exported settings winning), serving on ``port``. Stopped with SIGTERM to the group; raises
+    unless every process it started has exited and freed its port."""
+    ports = {name: free_port() for name in ("RELAY_METRICS_PORT", "CONSUMER_METRICS_PORT",
+                                            "WORKER_METRICS_PORT", "RQ_DASHBOARD_PORT")}  # fmt: skip
+    env = {**ENV, **{name: str(number) for name, number in ports.items()}}
+    env.update(GUNICORN_BIND=f"127.0.0.1:{port}", PROCESSING_DELAY_SECONDS="0")
+    for inherited in ("PYTHON_DOTENV_DISABLED", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"):  # not in a terminal
+        env.pop(inherited, None)
+    with open(logfile, "w") as output:
+        make = subprocess.Popen(["make", "run", f"VENV={BIN.parent}"], cwd=ROOT, env=env, stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def serving():
+        if make.poll() is not None:
+            raise RuntimeError(f"make run exited; see {logfile}")
+        return http_ok(f"http://127.0.0.1:{port}/health/ready")
+
+    try:
+        wait_until(serving, timeout=120, what="make run")
+        yield make
+    finally:
+        started = descendants(make.pid)
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(timeout=60)
+        wait_until(
+            lambda: not any(map(alive, started)) and not any(map(port_open, [port, *ports.values()])),
+            timeout=60,
+            what="every process of make run to exit",
+        )
+
+
+def make_run_scenario(workdir, orders, tokens):
+    """/health and get_cached once each under `make run`, whose honcho re-prints every log line."""
+    clear_backlog()  # the create scenario's orders: not processed while this measures
+    lines = request_lines(orders, tokens)
+    files = {
+        name: request_file(workdir, f"make-run-{name}", lines[name]) for name in ("health", "get_cached")
+    }
+    port = free_port()
+    runs = {}
+    with make_run(port, Path(workdir) / "make-run.log"):
+        url = f"http://127.0.0.1:{port}"
+        for name, requests in files.items():
+            wrk(url, requests, WARMUP_SECONDS)
+            if name == "get_cached":
+                warm_cache(url, orders[:CACHED_ORDERS], tokens)
+            runs[name] = wrk(url, requests, WRK_SECONDS)
+            log(f"make run {name}: {runs[name]}")
+    return runs
 
 
 # --- pipeline ----------------------------------------------------------------------------------
@@ -315,16 +502,22 @@ def post_order(base_url, token):
         return json.loads(response.read())["id"], time.time()
 
 
-def processed_times(order_ids):
+def query(sql, parameters=()):
+    """The rows of one read-only query on the bench database."""
     connection = psycopg2.connect(DATABASE_URL)
     with connection, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id::text, extract(epoch FROM processed_at) FROM orders WHERE id = ANY(%s::uuid[])",
-            (list(order_ids),),
-        )
-        rows = {order_id: epoch and float(epoch) for order_id, epoch in cursor.fetchall()}
+        cursor.execute(sql, parameters)
+        rows = cursor.fetchall()
     connection.close()
     return rows
+
+
+def processed_times(order_ids):
+    rows = query(
+        "SELECT id::text, extract(epoch FROM processed_at) FROM orders WHERE id = ANY(%s::uuid[])",
+        (list(order_ids),),
+    )
+    return {order_id: epoch and float(epoch) for order_id, epoch in rows}
 
 
 @contextmanager
@@ -361,64 +554,86 @@ def clear_backlog():
     connection.close()
 
 
-def pipeline_scenarios(workdir, tokens):
-    token_list = list(tokens.values())
-    results = {}
-    clear_backlog()
-    with pipeline(workdir, free_port(), workers=CORES, delay=0) as base_url:
-        # Latency on an idle system: one order at a time.
-        created = {}
-        for n in range(LATENCY_SAMPLES):
-            order_id, responded = post_order(base_url, token_list[n % len(token_list)])
-            created[order_id] = responded
-            wait_until(lambda oid=order_id: processed_times([oid]).get(oid), timeout=30, interval=0.005)
-            time.sleep(0.05)
-        done = processed_times(created)
-        latencies = sorted((done[oid] - responded) * 1000 for oid, responded in created.items())
-        results["latency"] = {
-            "samples": len(latencies),
-            "p50_ms": round(statistics.median(latencies), 2),
-            "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
-        }
-        log(f"pipeline latency: {results['latency']}")
-        # Throughput: PIPELINE_ORDERS orders as fast as possible, until all are processed.
-        started = time.time()
-        with ThreadPoolExecutor(32) as pool:
-            posted = pool.map(
-                lambda n: post_order(base_url, token_list[n % len(token_list)]), range(PIPELINE_ORDERS)
-            )
-            order_ids = [order_id for order_id, _ in posted]
-        created_seconds = time.time() - started
-        wait_until(
-            lambda: all(processed_times(order_ids).values()), timeout=600, interval=0.25, what="processing"
-        )
-        finished = max(processed_times(order_ids).values())
-        results["throughput"] = {
-            "orders": PIPELINE_ORDERS,
-            "workers": CORES,
-            "create_seconds": round(created_seconds, 2),
-            "total_seconds": round(finished - started, 2),
-            "orders_per_second": round(PIPELINE_ORDERS / (finished - started), 1),
-        }
-        log(f"pipeline throughput: {results['throughput']}")
+def pipeline_latency(base_url, tokens):
+    """POST -> processed on an idle system: one order at a time."""
+    created = {}
+    for n in range(LATENCY_SAMPLES):
+        order_id, responded = post_order(base_url, tokens[n % len(tokens)])
+        created[order_id] = responded
+        wait_until(lambda oid=order_id: processed_times([oid]).get(oid), timeout=30, interval=0.005)
+        time.sleep(0.05)
+    done = processed_times(created)
+    latencies = sorted((done[oid] - responded) * 1000 for oid, responded in created.items())
+    return {
+        "samples": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
+    }
+
+
+def pipeline_throughput(base_url, requests):
+    """Orders created by wrk as fast as the web answers for WRK_SECONDS, then processed: does the
+    pipeline keep up with the web? created/s = orders / (last created - first created), drained/s
+    = orders / (last processed - first created); the server's clock (wrk's own count leaves out
+    the requests still in flight when it stops)."""
+    (since,) = query("SELECT now()")[0]
+    run = wrk(base_url, requests, WRK_SECONDS)
+    pending = "SELECT count(*) FROM orders WHERE processed_at IS NULL AND created_at >= %s"
+    wait_until(lambda: query(pending, (since,))[0][0] == 0, timeout=600, interval=0.25, what="processing")
+    count, create_seconds, drain_seconds = query(
+        "SELECT count(*), extract(epoch FROM max(created_at) - min(created_at)), "
+        "extract(epoch FROM max(processed_at) - min(created_at)) FROM orders WHERE created_at >= %s",
+        (since,),
+    )[0]
+    created_per_second = count / float(create_seconds)
+    drained_per_second = count / float(drain_seconds)
+    return {
+        "orders": count,
+        "workers": PIPELINE_WORKERS,
+        "create_seconds": round(float(create_seconds), 2),
+        "drain_seconds": round(float(drain_seconds), 2),
+        "created_per_second": round(created_per_second, 1),
+        "drained_per_second": round(drained_per_second, 1),
+        "drained_to_created": round(drained_per_second / created_per_second, 3),
+        "target": DRAIN_TARGET,
+        "met": drained_per_second >= DRAIN_TARGET * created_per_second,
+        "wrk": run,
+    }
+
+
+def pipeline_workers(workdir, tokens):
+    """Workers with a 2 s job: how close to workers / delay orders a second."""
     workers, delay = CORES, 2
     with pipeline(workdir, free_port(), workers=workers, delay=delay) as base_url:
         count = 10 * workers
-        order_ids = [post_order(base_url, token_list[n % len(token_list)])[0] for n in range(count)]
+        order_ids = [post_order(base_url, tokens[n % len(tokens)])[0] for n in range(count)]
         wait_until(
             lambda: all(processed_times(order_ids).values()), timeout=600, interval=0.25, what="processing"
         )
         times = sorted(processed_times(order_ids).values())
-        sustained = (count - workers) / (times[-1] - times[workers - 1])
-        results["workers"] = {
-            "workers": workers,
-            "delay_seconds": delay,
-            "orders": count,
-            "orders_per_second": round(sustained, 3),
-            "ideal_per_second": workers / delay,
-            "ratio_to_ideal": round(sustained / (workers / delay), 3),
-        }
-        log(f"pipeline with {workers} workers: {results['workers']}")
+    sustained = (count - workers) / (times[-1] - times[workers - 1])
+    return {
+        "workers": workers,
+        "delay_seconds": delay,
+        "orders": count,
+        "orders_per_second": round(sustained, 3),
+        "ideal_per_second": workers / delay,
+        "ratio_to_ideal": round(sustained / (workers / delay), 3),
+    }
+
+
+def pipeline_scenarios(workdir, orders, tokens):
+    token_list = list(tokens.values())
+    create = request_file(workdir, "pipeline-create", request_lines(orders, tokens)["create"])
+    results = {}
+    clear_backlog()
+    with pipeline(workdir, free_port(), workers=PIPELINE_WORKERS, delay=0) as base_url:
+        results["latency"] = pipeline_latency(base_url, token_list)
+        log(f"pipeline latency: {results['latency']}")
+        results["throughput"] = pipeline_throughput(base_url, create)
+        log(f"pipeline throughput: {results['throughput']}")
+    results["workers"] = pipeline_workers(workdir, token_list)
+    log(f"pipeline workers: {results['workers']}")
     return results
 
 
@@ -467,9 +682,7 @@ def login_storm(base_url, per_second):
 def login_storm_scenario(workdir, orders, tokens):
     """get_cached (wrk on STORM_READ_CONNECTIONS) alone, then during a storm of logins, ROUNDS times each."""
     port, cached = free_port(), orders[:CACHED_ORDERS]
-    requests = request_file(
-        workdir, "storm_get_cached", [("GET", f"/orders/{o}/", tokens[u]) for o, u in cached]
-    )
+    requests = request_file(workdir, "storm_get_cached", request_lines(orders, tokens)["get_cached"])
     per_second = STORM_LOGINS_PER_WORKER_SECOND * CORES
     runs = {"quiet": [], "storm": []}
     with gunicorn("wsgi:app", port, Path(workdir) / "storm-web.log"):
@@ -508,51 +721,143 @@ def login_storm_scenario(workdir, orders, tokens):
 # --- report ------------------------------------------------------------------------------------
 
 
+def median(runs, key):
+    return statistics.median(run[key] for run in runs)
+
+
 def summarise(http):
-    baseline_rps = statistics.median(r["requests_per_second"] for r in http["baseline"])
-    baseline_p50 = statistics.median(r["p50_ms"] for r in http["baseline"])
+    """Each scenario's medians, its ratios to the baseline and whether they meet their targets."""
+    baseline_rps, baseline_p99 = (
+        median(http["baseline"], "requests_per_second"),
+        median(http["baseline"], "p99_ms"),
+    )
     summary = {}
     for name, runs in http.items():
-        rps = statistics.median(r["requests_per_second"] for r in runs)
+        ratio = median(runs, "requests_per_second") / baseline_rps
+        p99_ratio = median(runs, "p99_ms") / baseline_p99
+        valid = all(run["valid"] for run in runs)  # wrk's latencies leave out the requests that timed out
         summary[name] = {
-            "requests_per_second": round(rps, 1),
-            "ratio_to_baseline": round(rps / baseline_rps, 3),
-            "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
-            "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
-            "p50_ratio_to_baseline": round(statistics.median(r["p50_ms"] for r in runs) / baseline_p50, 2),
-            "valid": all(r["valid"] for r in runs),
+            "requests_per_second": round(median(runs, "requests_per_second"), 1),
+            "ratio_to_baseline": round(ratio, 3),
+            "target": TARGETS.get(name),
+            "target_met": valid and ratio >= TARGETS[name] if name in TARGETS else None,
+            "p50_ms": round(median(runs, "p50_ms"), 2),
+            "p99_ms": round(median(runs, "p99_ms"), 2),
+            "p99_ratio_to_baseline": round(p99_ratio, 2),
+            "p99_target_met": valid and p99_ratio <= P99_TARGET,
+            "cpu_ms_per_request": round(median(runs, "cpu_ms_per_request"), 3),
+            "socket_errors": {
+                kind: sum(run["socket_errors"][kind] for run in runs) for kind in SOCKET_ERRORS
+            },
+            "non_2xx": sum(run["non_2xx"] for run in runs),
+            "requests": sum(run["requests"] for run in runs),
+            "valid": valid,
         }
     return summary
 
 
-def markdown(summary, pipeline_results, meta):
+def summarise_listing(summary, pagination, deep_users):
+    """First page against a later page, for each deep user."""
+    listing = {}
+    for name, user in deep_users.items():
+        first, later = summary[f"list_{name}_first"], summary[f"list_{name}_later"]
+        listing[name] = {
+            "orders": user.orders,
+            "later_page": math.ceil(LATER_PAGE_AT * user.orders / PAGE_SIZE) + (pagination[name] == "cursor"),
+            "later_page_by": pagination[name],
+            "first_per_second": first["requests_per_second"],
+            "later_per_second": later["requests_per_second"],
+            "first_to_later": (
+                round(first["requests_per_second"] / later["requests_per_second"], 2)
+                if later["requests_per_second"]
+                else None  # not one answer in time
+            ),
+        }
+    return listing
+
+
+def summarise_make_run(runs, summary):
+    """make run's requests/s against plain gunicorn's in the HTTP scenarios."""
+    return {
+        name: {
+            "requests_per_second": run["requests_per_second"],
+            "gunicorn_requests_per_second": summary[name]["requests_per_second"],
+            "ratio_to_gunicorn": round(run["requests_per_second"] / summary[name]["requests_per_second"], 3),
+            "p99_ms": run["p99_ms"],
+            "gunicorn_p99_ms": summary[name]["p99_ms"],
+            "valid": run["valid"],
+        }
+        for name, run in runs.items()
+    }
+
+
+def met(flag):
+    return "met" if flag else "**missed**"
+
+
+def validity(row):
+    errors = [f"{kind} {count}" for kind, count in row["socket_errors"].items() if count]
+    errors += [f"non-2xx {row['non_2xx']}"] if row["non_2xx"] else []
+    errors += ["no answer"] if not row["requests"] else []
+    return ("yes" if row["valid"] else "NO") + (f" ({', '.join(errors)})" if errors else "")
+
+
+def http_table(summary):
     lines = [
-        f"Measured {meta['date']} on {meta['machine']} with `{meta['command']}` "
-        f"(wrk -t2 -c64, {WRK_SECONDS} s per run after a {WARMUP_SECONDS} s warm-up, {ROUNDS} runs each, "
-        "medians; baseline = a ten-line Flask app on the same gunicorn + gevent configuration).",
-        "",
-        "| scenario | requests/s | × baseline | target | p50 ms | p99 ms | valid |",
-        "|---|---|---|---|---|---|---|",
+        f"| scenario | requests/s | × baseline | target | p50 ms | p99 ms | p99 × baseline (≤ {P99_TARGET}×) "
+        "| CPU ms/request | valid (socket errors) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in summary.items():
-        target = f"≥ {TARGETS[name]}×" if name in TARGETS else ""
-        if name == "get_cached":
-            target += f"; p50 ≤ 3× baseline ({row['p50_ratio_to_baseline']}×)"
+        target = f"≥ {row['target']}×: {met(row['target_met'])}" if row["target"] else ""
         lines.append(
             f"| {name} | {row['requests_per_second']:.0f} | {row['ratio_to_baseline']:.2f} | {target} | "
-            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {'yes' if row['valid'] else 'NO'} |"
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['p99_ratio_to_baseline']:.2f}: "
+            f"{met(row['p99_target_met'])} | {row['cpu_ms_per_request']:.2f} | {validity(row)} |"
         )
+    return lines
+
+
+def listing_table(listing):
+    lines = [
+        f"| listing ({PAGE_SIZE} a page) | first page requests/s | later page | requests/s | first ÷ later |",
+        "|---|---|---|---|---|",
+    ]
+    for row in listing.values():
+        lines.append(
+            f"| a user with {row['orders']:,} orders | {row['first_per_second']:.0f} | "
+            f"page {row['later_page']} by {row['later_page_by']} | {row['later_per_second']:.0f} | "
+            f"{row['first_to_later'] or '–'} |"
+        )
+    return lines
+
+
+def make_run_table(make_run):
+    lines = [
+        "| `make run` (honcho) | requests/s | on gunicorn alone | × gunicorn | p99 ms (gunicorn alone) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in make_run.items():
+        lines.append(
+            f"| {name} | {row['requests_per_second']:.0f} | {row['gunicorn_requests_per_second']:.0f} | "
+            f"{row['ratio_to_gunicorn']:.2f} | {row['p99_ms']:.2f} ({row['gunicorn_p99_ms']:.2f}) |"
+        )
+    return lines
+
+
+def pipeline_table(pipeline_results):
     latency, throughput, workers = (pipeline_results[k] for k in ("latency", "throughput", "workers"))
     storm = pipeline_results["login_storm"]
-    lines += [
-        "",
+    return [
         "| pipeline | result | target |",
         "|---|---|---|",
         f"| POST → processed, one at a time, delay 0 | p50 {latency['p50_ms']} ms, "
         f"p99 {latency['p99_ms']} ms ({latency['samples']} orders) | p50 ≤ 50 ms, p99 ≤ 250 ms |",
-        f"| {throughput['orders']} orders at once, delay 0, {throughput['workers']} workers | "
-        f"{throughput['orders_per_second']} orders/s ({throughput['total_seconds']} s; created in "
-        f"{throughput['create_seconds']} s) | |",
+        f"| orders created by wrk for {throughput['create_seconds']:.0f} s, delay 0, {throughput['workers']} "
+        f"workers | {throughput['orders']} orders: created {throughput['created_per_second']}/s, processed "
+        f"{throughput['drained_per_second']}/s (drained in {throughput['drain_seconds']} s) = "
+        f"{throughput['drained_to_created']} × the create rate | "
+        f"≥ {DRAIN_TARGET} ×: {met(throughput['met'])} |",
         f"| {workers['workers']} workers, delay {workers['delay_seconds']} s | "
         f"{workers['orders_per_second']} orders/s = {workers['ratio_to_ideal']} × the ideal "
         f"{workers['ideal_per_second']} | ≥ 0.9 × ideal |",
@@ -560,7 +865,23 @@ def markdown(summary, pipeline_results, meta):
         f"({storm['logins_per_second_asked']} logins/s asked) | "
         f"{storm['storm']['p99_ms']} ms (without the storm {storm['quiet']['p99_ms']} ms) | about the same |",
     ]
-    return "\n".join(lines)
+
+
+def markdown(results):
+    meta = results["meta"]
+    intro = (
+        f"Measured {meta['date']} on {meta['machine']} with `{meta['command']}` in {meta['minutes']} minutes "
+        f"(wrk -t2 -c64, {WRK_SECONDS} s per run after a {WARMUP_SECONDS} s warm-up, {ROUNDS} runs each, "
+        "medians; baseline = a ten-line Flask app on the same gunicorn + gevent configuration; CPU = the "
+        "gunicorn workers' user + system time over a run ÷ its requests)."
+    )
+    tables = [
+        http_table(results["summary"]),
+        listing_table(results["listing"]),
+        make_run_table(results["make_run"]),
+        pipeline_table(results["pipeline"]),
+    ]
+    return "\n\n".join([intro, *("\n".join(table) for table in tables)])
 
 
 def update_readme(table):
@@ -575,6 +896,7 @@ def update_readme(table):
 
 def main():
     ensure_wrk()
+    started = time.monotonic()
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -585,22 +907,31 @@ def main():
     with tempfile.TemporaryDirectory(prefix="orders-bench-") as workdir:
         log(f"logs in {workdir}; preparing database {DATABASE}")
         prepare_database()
-        orders, tokens = seed()
-        log(f"seeded {USERS} users and {len(orders)} orders")
+        orders, tokens, deep_users = seed()
+        log(f"seeded {USERS} users sharing {len(orders)} orders, and users with {list(DEEP_USERS.values())}")
         if sys.argv[1:] == ["login_storm"]:
             storm = login_storm_scenario(workdir, orders, tokens)
             output = BENCH / "results" / f"{meta['date']}-login_storm.json"
             output.write_text(json.dumps({"meta": meta, "login_storm": storm}, indent=2) + "\n")
             log(f"results in {output.relative_to(ROOT)}")
             return
-        http = http_scenarios(workdir, orders, tokens)
-        pipeline_results = pipeline_scenarios(workdir, tokens)
+        http, pagination = http_scenarios(workdir, orders, tokens, deep_users)
+        make_run_runs = make_run_scenario(workdir, orders, tokens)
+        pipeline_results = pipeline_scenarios(workdir, orders, tokens)
         pipeline_results["login_storm"] = login_storm_scenario(workdir, orders, tokens)
     summary = summarise(http)
-    table = markdown(summary, pipeline_results, meta)
+    meta["minutes"] = round((time.monotonic() - started) / 60, 1)
+    results = {
+        "meta": meta,
+        "summary": summary,
+        "listing": summarise_listing(summary, pagination, deep_users),
+        "make_run": summarise_make_run(make_run_runs, summary),
+        "pipeline": pipeline_results,
+        "runs": {"http": http, "make_run": make_run_runs},
+    }
     output = BENCH / "results" / f"{meta['date']}.json"
-    results = {"meta": meta, "summary": summary, "runs": http, "pipeline": pipeline_results}
     output.write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
     update_readme(table)
     print(table)
     log(f"results in {output.relative_to(ROOT)}")
