@@ -8,8 +8,9 @@ run) every HTTP scenario ROUNDS times, interleaved with the baseline (bench/base
 same gunicorn configuration); each run also records the CPU time of the web workers. Then: the
 same cache reads under `make run` (honcho relays every log line), the pipeline (relay ->
 consumer -> workers), and cache reads during a login storm. Writes bench/results/<date>.json,
-prints markdown tables and puts them into README.md. ``python bench/run.py login_storm`` runs
-only the login storm (results in bench/results/<date>-login_storm.json, README untouched).
+prints markdown tables and puts them into README.md (bench/report.py judges the targets and
+writes the tables). ``python bench/run.py login_storm`` runs only the login storm (results in
+bench/results/<date>-login_storm.json, README untouched).
 
 Shorter runs while working on this script: BENCH_WRK_SECONDS=1 BENCH_ROUNDS=1.
 """
@@ -45,6 +46,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from bench/: make the service importable
 
+from report import markdown, report, update_readme  # noqa: E402
+
 from orders_app.events.topology import Topology  # noqa: E402
 
 BENCH = ROOT / "bench"
@@ -60,6 +63,7 @@ CORES = os.cpu_count()
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", 10))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 2))  # the targets are judged on medians of 2 or more
 WARMUP_SECONDS = 3
+CONNECTIONS = 64
 USERS = 200
 ORDERS = 30_000
 DEEP_USERS = {"1k": 1_000, "200k": 200_000}  # listing scenarios: a user with this many orders
@@ -77,11 +81,6 @@ STORM_READ_CONNECTIONS = 8
 STORM_USER = {"username": "storm@example.com", "password": "correct horse battery"}
 ORDER_BODY = json.dumps({"items": [{"name": "Bread", "quantity": 2, "price": "10.50"}]})
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")  # as wrk counts them
-
-# Targets, each judged against the baseline measured in the same run.
-TARGETS = {"get_cached": 0.4, "list_user": 0.12, "create": 0.11}  # × the baseline's requests/s
-P99_TARGET = 4  # every scenario's p99 at 64 connections, × the baseline's p99
-DRAIN_TARGET = 0.95  # the pipeline processes orders at least this fraction of the rate they come in
 
 ENV = {
     **os.environ,
@@ -303,7 +302,7 @@ def request_lines(orders, tokens):
 # --- wrk ---------------------------------------------------------------------------------------
 
 
-def wrk(url, requests, seconds, connections=64, limit=0):
+def wrk(url, requests, seconds, connections=CONNECTIONS, limit=0):
     env = {**os.environ, "WRK_REQUESTS": str(requests), "WRK_BODY": ORDER_BODY, "WRK_LIMIT": str(limit)}
     command = [
         "wrk",
@@ -383,23 +382,25 @@ def list_path(user_id, **query):
 
 
 def later_page(base_url, user):
-    """``(path, how)`` of a page deep in a user's list: page N, the one holding the order at
-    LATER_PAGE_AT of the list, is read once, and the path is the next page by the cursor it
-    hands out (``how`` = "cursor"); without keyset pagination, page N itself ("offset")."""
+    """``(path, about)`` of a page deep in a user's list: page N, the one holding the order at
+    LATER_PAGE_AT of the list, is read once, and the path asks for the next page by the cursor
+    it hands out; without keyset pagination (no cursor), page N itself, by its offset."""
     page = math.ceil(LATER_PAGE_AT * user.orders / PAGE_SIZE)
     request = urllib.request.Request(
         base_url + list_path(user.user_id, page=page), headers={"Authorization": f"Bearer {user.token}"}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         cursor = json.loads(response.headers.get("X-Pagination", "{}")).get("next_cursor")
+    about = {"orders": user.orders, "later_page": page, "later_page_by": "offset"}
     if cursor:
-        return list_path(user.user_id, cursor=quote(cursor, safe="")), "cursor"
-    return list_path(user.user_id, page=page), "offset"
+        about.update(later_page=page + 1, later_page_by="cursor")
+        return list_path(user.user_id, cursor=quote(cursor, safe="")), about
+    return list_path(user.user_id, page=page), about
 
 
 def http_scenarios(workdir, orders, tokens, deep_users):
-    """Every HTTP scenario ROUNDS times, interleaved; returns ``(runs, pagination)``: each
-    scenario's wrk results, and how each deep user's later page was reached."""
+    """Every HTTP scenario ROUNDS times, interleaved; returns ``(runs, listing)``: each scenario's
+    wrk results, and which later page of each deep user's list was measured, and how."""
     port, baseline_port = free_port(), free_port()
     cached = orders[:CACHED_ORDERS]
     lines = request_lines(orders, tokens)
@@ -411,10 +412,10 @@ def http_scenarios(workdir, orders, tokens, deep_users):
         url, baseline_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{baseline_port}"
         wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
         wait_until(lambda: http_ok(baseline_url), what="the baseline")
-        pagination = {}
+        listing = {}
         for name, user in deep_users.items():
             lines[f"list_{name}_first"] = [("GET", list_path(user.user_id), user.token)]
-            path, pagination[name] = later_page(url, user)
+            path, listing[name] = later_page(url, user)
             lines[f"list_{name}_later"] = [("GET", path, user.token)]
         files = {name: request_file(workdir, name, requests) for name, requests in lines.items()}
         runs = {name: [] for name in files}
@@ -430,7 +431,7 @@ def http_scenarios(workdir, orders, tokens, deep_users):
                 result = wrk_with_cpu(target, requests, master)
                 log(f"round {round_number} {name}: {result}")
                 runs[name].append(result)
-    return runs, pagination
+    return runs, listing
 
 
 # --- make run ----------------------------------------------------------------------------------
@@ -585,18 +586,13 @@ def pipeline_throughput(base_url, requests):
         "extract(epoch FROM max(processed_at) - min(created_at)) FROM orders WHERE created_at >= %s",
         (since,),
     )[0]
-    created_per_second = count / float(create_seconds)
-    drained_per_second = count / float(drain_seconds)
     return {
         "orders": count,
         "workers": PIPELINE_WORKERS,
         "create_seconds": round(float(create_seconds), 2),
         "drain_seconds": round(float(drain_seconds), 2),
-        "created_per_second": round(created_per_second, 1),
-        "drained_per_second": round(drained_per_second, 1),
-        "drained_to_created": round(drained_per_second / created_per_second, 3),
-        "target": DRAIN_TARGET,
-        "met": drained_per_second >= DRAIN_TARGET * created_per_second,
+        "created_per_second": round(count / float(create_seconds), 1),
+        "drained_per_second": round(count / float(drain_seconds), 1),
         "wrk": run,
     }
 
@@ -706,6 +702,7 @@ def login_storm_scenario(workdir, orders, tokens):
             log(f"round {round_number} login storm: quiet {runs['quiet'][-1]}, storm {result}")
     return {
         "logins_per_second_asked": per_second,
+        "read_connections": STORM_READ_CONNECTIONS,
         "runs": runs,
         **{
             name: {
@@ -718,182 +715,6 @@ def login_storm_scenario(workdir, orders, tokens):
     }
 
 
-# --- report ------------------------------------------------------------------------------------
-
-
-def median(runs, key):
-    return statistics.median(run[key] for run in runs)
-
-
-def summarise(http):
-    """Each scenario's medians, its ratios to the baseline and whether they meet their targets."""
-    baseline_rps, baseline_p99 = (
-        median(http["baseline"], "requests_per_second"),
-        median(http["baseline"], "p99_ms"),
-    )
-    summary = {}
-    for name, runs in http.items():
-        ratio = median(runs, "requests_per_second") / baseline_rps
-        p99_ratio = median(runs, "p99_ms") / baseline_p99
-        valid = all(run["valid"] for run in runs)  # wrk's latencies leave out the requests that timed out
-        summary[name] = {
-            "requests_per_second": round(median(runs, "requests_per_second"), 1),
-            "ratio_to_baseline": round(ratio, 3),
-            "target": TARGETS.get(name),
-            "target_met": valid and ratio >= TARGETS[name] if name in TARGETS else None,
-            "p50_ms": round(median(runs, "p50_ms"), 2),
-            "p99_ms": round(median(runs, "p99_ms"), 2),
-            "p99_ratio_to_baseline": round(p99_ratio, 2),
-            "p99_target_met": valid and p99_ratio <= P99_TARGET,
-            "cpu_ms_per_request": round(median(runs, "cpu_ms_per_request"), 3),
-            "socket_errors": {
-                kind: sum(run["socket_errors"][kind] for run in runs) for kind in SOCKET_ERRORS
-            },
-            "non_2xx": sum(run["non_2xx"] for run in runs),
-            "requests": sum(run["requests"] for run in runs),
-            "valid": valid,
-        }
-    return summary
-
-
-def summarise_listing(summary, pagination, deep_users):
-    """First page against a later page, for each deep user."""
-    listing = {}
-    for name, user in deep_users.items():
-        first, later = summary[f"list_{name}_first"], summary[f"list_{name}_later"]
-        listing[name] = {
-            "orders": user.orders,
-            "later_page": math.ceil(LATER_PAGE_AT * user.orders / PAGE_SIZE) + (pagination[name] == "cursor"),
-            "later_page_by": pagination[name],
-            "first_per_second": first["requests_per_second"],
-            "later_per_second": later["requests_per_second"],
-            "first_to_later": (
-                round(first["requests_per_second"] / later["requests_per_second"], 2)
-                if later["requests_per_second"]
-                else None  # not one answer in time
-            ),
-        }
-    return listing
-
-
-def summarise_make_run(runs, summary):
-    """make run's requests/s against plain gunicorn's in the HTTP scenarios."""
-    return {
-        name: {
-            "requests_per_second": run["requests_per_second"],
-            "gunicorn_requests_per_second": summary[name]["requests_per_second"],
-            "ratio_to_gunicorn": round(run["requests_per_second"] / summary[name]["requests_per_second"], 3),
-            "p99_ms": run["p99_ms"],
-            "gunicorn_p99_ms": summary[name]["p99_ms"],
-            "valid": run["valid"],
-        }
-        for name, run in runs.items()
-    }
-
-
-def met(flag):
-    return "met" if flag else "**missed**"
-
-
-def validity(row):
-    errors = [f"{kind} {count}" for kind, count in row["socket_errors"].items() if count]
-    errors += [f"non-2xx {row['non_2xx']}"] if row["non_2xx"] else []
-    errors += ["no answer"] if not row["requests"] else []
-    return ("yes" if row["valid"] else "NO") + (f" ({', '.join(errors)})" if errors else "")
-
-
-def http_table(summary):
-    lines = [
-        f"| scenario | requests/s | × baseline | target | p50 ms | p99 ms | p99 × baseline (≤ {P99_TARGET}×) "
-        "| CPU ms/request | valid (socket errors) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, row in summary.items():
-        target = f"≥ {row['target']}×: {met(row['target_met'])}" if row["target"] else ""
-        lines.append(
-            f"| {name} | {row['requests_per_second']:.0f} | {row['ratio_to_baseline']:.2f} | {target} | "
-            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['p99_ratio_to_baseline']:.2f}: "
-            f"{met(row['p99_target_met'])} | {row['cpu_ms_per_request']:.2f} | {validity(row)} |"
-        )
-    return lines
-
-
-def listing_table(listing):
-    lines = [
-        f"| listing ({PAGE_SIZE} a page) | first page requests/s | later page | requests/s | first ÷ later |",
-        "|---|---|---|---|---|",
-    ]
-    for row in listing.values():
-        lines.append(
-            f"| a user with {row['orders']:,} orders | {row['first_per_second']:.0f} | "
-            f"page {row['later_page']} by {row['later_page_by']} | {row['later_per_second']:.0f} | "
-            f"{row['first_to_later'] or '–'} |"
-        )
-    return lines
-
-
-def make_run_table(make_run):
-    lines = [
-        "| `make run` (honcho) | requests/s | on gunicorn alone | × gunicorn | p99 ms (gunicorn alone) |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in make_run.items():
-        lines.append(
-            f"| {name} | {row['requests_per_second']:.0f} | {row['gunicorn_requests_per_second']:.0f} | "
-            f"{row['ratio_to_gunicorn']:.2f} | {row['p99_ms']:.2f} ({row['gunicorn_p99_ms']:.2f}) |"
-        )
-    return lines
-
-
-def pipeline_table(pipeline_results):
-    latency, throughput, workers = (pipeline_results[k] for k in ("latency", "throughput", "workers"))
-    storm = pipeline_results["login_storm"]
-    return [
-        "| pipeline | result | target |",
-        "|---|---|---|",
-        f"| POST → processed, one at a time, delay 0 | p50 {latency['p50_ms']} ms, "
-        f"p99 {latency['p99_ms']} ms ({latency['samples']} orders) | p50 ≤ 50 ms, p99 ≤ 250 ms |",
-        f"| orders created by wrk for {throughput['create_seconds']:.0f} s, delay 0, {throughput['workers']} "
-        f"workers | {throughput['orders']} orders: created {throughput['created_per_second']}/s, processed "
-        f"{throughput['drained_per_second']}/s (drained in {throughput['drain_seconds']} s) = "
-        f"{throughput['drained_to_created']} × the create rate | "
-        f"≥ {DRAIN_TARGET} ×: {met(throughput['met'])} |",
-        f"| {workers['workers']} workers, delay {workers['delay_seconds']} s | "
-        f"{workers['orders_per_second']} orders/s = {workers['ratio_to_ideal']} × the ideal "
-        f"{workers['ideal_per_second']} | ≥ 0.9 × ideal |",
-        f"| get_cached p99 on {STORM_READ_CONNECTIONS} connections during a login storm "
-        f"({storm['logins_per_second_asked']} logins/s asked) | "
-        f"{storm['storm']['p99_ms']} ms (without the storm {storm['quiet']['p99_ms']} ms) | about the same |",
-    ]
-
-
-def markdown(results):
-    meta = results["meta"]
-    intro = (
-        f"Measured {meta['date']} on {meta['machine']} with `{meta['command']}` in {meta['minutes']} minutes "
-        f"(wrk -t2 -c64, {WRK_SECONDS} s per run after a {WARMUP_SECONDS} s warm-up, {ROUNDS} runs each, "
-        "medians; baseline = a ten-line Flask app on the same gunicorn + gevent configuration; CPU = the "
-        "gunicorn workers' user + system time over a run ÷ its requests)."
-    )
-    tables = [
-        http_table(results["summary"]),
-        listing_table(results["listing"]),
-        make_run_table(results["make_run"]),
-        pipeline_table(results["pipeline"]),
-    ]
-    return "\n\n".join([intro, *("\n".join(table) for table in tables)])
-
-
-def update_readme(table):
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        after = rest.split(end, 1)[1]
-        readme.write_text(f"{before}{start}\n{table}\n{end}{after}")
-
-
 def main():
     ensure_wrk()
     started = time.monotonic()
@@ -903,6 +724,13 @@ def main():
         "machine": f"{CORES} cores, {memory_gib:.0f} GiB, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}",
         "command": "make bench",
+        "wrk": {
+            "connections": CONNECTIONS,
+            "seconds": WRK_SECONDS,
+            "warmup_seconds": WARMUP_SECONDS,
+            "rounds": ROUNDS,
+            "page_size": PAGE_SIZE,
+        },
     }
     with tempfile.TemporaryDirectory(prefix="orders-bench-") as workdir:
         log(f"logs in {workdir}; preparing database {DATABASE}")
@@ -915,20 +743,12 @@ def main():
             output.write_text(json.dumps({"meta": meta, "login_storm": storm}, indent=2) + "\n")
             log(f"results in {output.relative_to(ROOT)}")
             return
-        http, pagination = http_scenarios(workdir, orders, tokens, deep_users)
+        http, listing = http_scenarios(workdir, orders, tokens, deep_users)
         make_run_runs = make_run_scenario(workdir, orders, tokens)
         pipeline_results = pipeline_scenarios(workdir, orders, tokens)
         pipeline_results["login_storm"] = login_storm_scenario(workdir, orders, tokens)
-    summary = summarise(http)
     meta["minutes"] = round((time.monotonic() - started) / 60, 1)
-    results = {
-        "meta": meta,
-        "summary": summary,
-        "listing": summarise_listing(summary, pagination, deep_users),
-        "make_run": summarise_make_run(make_run_runs, summary),
-        "pipeline": pipeline_results,
-        "runs": {"http": http, "make_run": make_run_runs},
-    }
+    results = report(meta, http, listing, make_run_runs, pipeline_results)
     output = BENCH / "results" / f"{meta['date']}.json"
     output.write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
