@@ -51,6 +51,7 @@ lint: install .env
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool check rules deploy/prometheus/alerts.yml
 
-# Benchmarks (not part of make test): results in bench/results/, the table in README.md.
+# Benchmarks (not part of make test; about 11 minutes): results in bench/results/, the tables in
+# README.md. `make bench BENCH_WRK_SECONDS=1 BENCH_ROUNDS=1` checks the harness quickly (numbers of no use).
 bench: install
 	$(BIN)/python bench/run.py

@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -462,7 +462,8 @@ def make_run(port, logfile):
         yield make
     finally:
         started = descendants(make.pid)
-        os.killpg(make.pid, signal.SIGTERM)
+        with suppress(ProcessLookupError):  # the whole group ended already
+            os.killpg(make.pid, signal.SIGTERM)
         make.wait(timeout=60)
         wait_until(
             lambda: not any(map(alive, started)) and not any(map(port_open, [port, *ports.values()])),
