@@ -12,6 +12,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser, abort
 
+from . import redis_client
 from .errors import Api
 from .protection import configured_limit, is_exempt, rate_limit_key
 
@@ -94,23 +95,14 @@ class Limiter(flask_limiter.Limiter):
 
 
 class FlaskRedis:
-    """One redis-py client per app, built from ``REDIS_URL`` with short timeouts.
-
-    ``decode_responses`` stays a per-client choice: RQ needs a client that returns bytes.
-    """
+    """One redis-py client per app (``redis_client.connect``)."""
 
     def __init__(self, name, **options):
         self.name = name
         self.options = options
 
     def init_app(self, app):
-        timeout = app.config["REDIS_SOCKET_TIMEOUT"]
-        app.extensions[self.name] = redis.Redis.from_url(
-            app.config["REDIS_URL"],
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            **self.options,
-        )
+        app.extensions[self.name] = redis_client.connect(app.config, **self.options)
 
     @property
     def client(self) -> redis.Redis:

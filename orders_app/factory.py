@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from swagger_ui_bundle import swagger_ui_path
 
-from . import cli, http, metrics, protection
+from . import cli, http, metrics_routes, protection
 from .auth import identity
 from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
@@ -52,7 +52,7 @@ def create_app(overrides=None):
     cors.init_app(app, **protection.cors_options(app.config))
     limiter.init_app(app)
     cli.init_app(app)
-    metrics.init_app(app)
+    metrics_routes.init_app(app)
     _init_api(app)
     return app
 
