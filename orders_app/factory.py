@@ -23,7 +23,7 @@ from .extensions import (
     migrate,
     queue_redis,
 )
-from .health import blp as health_blp
+from .health_routes import blp as health_blp
 from .log import configure_logging
 from .money import money_openapi_property
 from .orders import routes as order_routes

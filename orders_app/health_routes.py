@@ -1,4 +1,7 @@
-"""Liveness and readiness probes."""
+"""The HTTP liveness and readiness endpoints, ``/health`` and ``/health/ready``.
+
+The containers' health checks, a command, are ``orders_app.healthcheck``.
+"""
 
 import logging
 import threading
