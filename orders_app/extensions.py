@@ -13,7 +13,8 @@ from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser, abort
 
 from . import redis_client
-from .errors import Api
+from .errors import ErrorBodyMixin
+from .openapi import DocumentMixin
 from .protection import configured_limit, is_exempt, rate_limit_key
 
 
@@ -121,6 +122,12 @@ limiter = Limiter(
     in_memory_fallback=[configured_limit("RATELIMIT_IN_MEMORY_FALLBACK")],
 )
 cors = CORS()
+
+
+class Api(ErrorBodyMixin, DocumentMixin, flask_smorest.Api):
+    """flask-smorest's ``Api`` with this service's error body and OpenAPI document."""
+
+
 api = Api()
 cache_redis = FlaskRedis("cache_redis", decode_responses=True)
 # RQ needs bytes: never a client with decode_responses.
