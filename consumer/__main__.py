@@ -2,7 +2,8 @@
 
 import argparse
 
-from orders_app import create_app
+from orders_app.config import load_standalone_config
+from orders_app.log import configure_logging
 from orders_app.metrics import serve_process_metrics
 
 from .consumer import Consumer
@@ -14,11 +15,12 @@ def main(argv=None):
         description="Consume new_order events from RabbitMQ and enqueue one RQ job per order, until "
         "SIGTERM/SIGINT. Configured from the environment, like the web app (see .env.example).",
     ).parse_args(argv)
-    with create_app().app_context() as context:
-        serve_process_metrics(context.app.config)
-        consumer = Consumer()
-        consumer.stop.install()
-        consumer.run()
+    config = load_standalone_config()
+    configure_logging(config["LOG_LEVEL"], config["LOG_FORMAT"])
+    serve_process_metrics(config)
+    consumer = Consumer(config)
+    consumer.stop.install()
+    consumer.run()
 
 
 if __name__ == "__main__":

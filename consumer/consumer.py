@@ -16,14 +16,13 @@ import hashlib
 import logging
 
 import redis
-from flask import current_app
 from pika.exceptions import AMQPError
 from rq.exceptions import DuplicateJobError
 
+from orders_app import redis_client
 from orders_app.events.messages import schema as event_schema
 from orders_app.events.topology import Topology, connect
-from orders_app.extensions import queue_redis
-from orders_app.jobs import enqueue_process_order
+from orders_app.job_queue import enqueue_process_order
 from orders_app.lifecycle import Backoff, GracefulStop, Heartbeat, keep_serving
 from orders_app.log import log_context
 from orders_app.metrics import EVENTS_DEAD_LETTERED, JOBS_ENQUEUED
@@ -37,15 +36,18 @@ REDELIVERY_COUNT_SECONDS = 24 * 3600
 
 
 class Consumer:
-    def __init__(self, stop=None):
-        self.config = current_app.config
+    """Needs its configuration only (``orders_app.config.load_standalone_config``), not an app."""
+
+    def __init__(self, config, stop=None):
+        self.config = config
+        self.redis = redis_client.connect(config)  # RQ needs bytes: no decode_responses
         self.topology = Topology.from_config(self.config)
         self.stop = stop or GracefulStop()
         self.backoff = Backoff(maximum=self.config["RECONNECT_MAX_SECONDS"])
         self.heartbeat = Heartbeat(self.config["HEARTBEAT_FILE"])
 
     def run(self):
-        """Consume until stopped; ride out outages of RabbitMQ and Redis. Needs an app context."""
+        """Consume until stopped; ride out outages of RabbitMQ and Redis."""
         failures = (AMQPError, redis.RedisError, OSError)
         keep_serving("Consumer", self._consume, self.stop, self.backoff, failures, self.heartbeat)
 
@@ -82,18 +84,17 @@ class Consumer:
         order_id, event_id = event["order_id"], event["event_id"]
         with log_context(event["request_id"], order_id):
             try:
-                enqueue_process_order(queue_redis.client, order_id, event["request_id"])
+                enqueue_process_order(self.config, self.redis, order_id, event["request_id"])
                 JOBS_ENQUEUED.inc()
                 log.info("Enqueued processing of order %s (event %s)", order_id, event_id)
             except DuplicateJobError:
                 log.info("Order %s already has its job (event %s redelivered)", order_id, event_id)
             channel.basic_ack(method.delivery_tag)
 
-    @staticmethod
-    def _count_redelivery(body):
+    def _count_redelivery(self, body):
         """How many times this message came back to a consumer (raises ``redis.RedisError``)."""
         key = "consumer:redeliveries:" + hashlib.sha256(body).hexdigest()
-        pipeline = queue_redis.client.pipeline()
+        pipeline = self.redis.pipeline()
         pipeline.incr(key)
         pipeline.expire(key, REDELIVERY_COUNT_SECONDS)
         count, _ = pipeline.execute()

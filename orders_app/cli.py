@@ -18,7 +18,7 @@ from .config import web_connections, web_workers
 from .database import create_database_if_missing
 from .events.relay import Relay
 from .extensions import db
-from .health import check_rabbitmq, check_redis
+from .health_routes import check_rabbitmq, check_redis
 from .metrics import serve_process_metrics
 from .models import User
 from .reconciler import reconcile as reconcile_orders

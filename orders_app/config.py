@@ -13,6 +13,7 @@ from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
 from dotenv import find_dotenv, load_dotenv
+from flask import Config
 
 # Plain environment variable -> Flask config key.
 PLAIN_VARIABLES = {
@@ -154,6 +155,13 @@ def load_config(config, overrides=None):
         config.setdefault("JWT_ALGORITHM", "RS256")
     check_production_safety(config)
     check_example_passwords(config)
+
+
+def load_standalone_config(overrides=None):
+    """The configuration of a process without a Flask app (the consumer), loaded as the app's is."""
+    config = Config(os.path.dirname(__file__))  # the app's root_path
+    load_config(config, overrides)
+    return config
 
 
 def web_workers():

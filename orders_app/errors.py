@@ -1,19 +1,15 @@
 """One error body for everything: flask-smorest's, JWT failures included.
 
 flask-smorest renders every ``HTTPException`` (404, 405, 413, 422, 500...) as
-``{"code", "status", "message"?, "errors"?}``; ``Api`` makes ``message`` always present,
+``{"code", "status", "message"?, "errors"?}``; ``ErrorBodyMixin`` makes ``message`` always present,
 and the JWT handlers give flask-jwt-extended's failures the same body with 401.
 """
 
 import logging
 from http import HTTPStatus
 
-import flask_smorest
 from flask import jsonify
-from flask_smorest.pagination import PaginationMetadataSchema
 from sqlalchemy import exc as sqlalchemy_errors
-
-from .openapi import CommonAnswersPlugin
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +27,9 @@ DATABASE_OUTAGES = (
 )
 
 
-class Api(flask_smorest.Api):
-    # No catch-all "default" response: each operation documents every status it can answer.
-    DEFAULT_ERROR_RESPONSE_NAME = None
+class ErrorBodyMixin:
+    """flask-smorest's ``Api``, rendering every ``HTTPException`` in this service's error body:
+    ``message`` always present, and the exception's own headers kept (``Allow`` on a 405)."""
 
     def handle_http_exception(self, error):
         payload, code, headers = super().handle_http_exception(error)
@@ -42,23 +38,6 @@ class Api(flask_smorest.Api):
         # Keep the exception's own headers (Allow on a 405, for one); the body is JSON, not HTML.
         own_headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
         return payload, code, {**own_headers, **(headers or {})}
-
-    def init_app(self, app, *, spec_kwargs=None):
-        """Bind to ``app``, with the OpenAPI plugin that documents the answers common to every operation."""
-        plugins = {"extra_plugins": [CommonAnswersPlugin(app)]}
-        super().init_app(app, spec_kwargs={**plugins, **(spec_kwargs or {})})
-
-    def _register_pagination_header(self):
-        """X-Pagination carries JSON: document it as JSON content, not as a plain header schema.
-
-        Private, for want of a public hook (a plugin may add to a header, not take its schema away);
-        pinned in tests/test_library_contracts.py.
-        """
-        header = {
-            "description": "Pagination metadata (JSON)",
-            "content": {"application/json": {"schema": PaginationMetadataSchema}},
-        }
-        self.spec.components.header("PAGINATION", header, lazy=True)
 
 
 class ServiceError(Exception):

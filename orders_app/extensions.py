@@ -12,7 +12,9 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser, abort
 
-from .errors import Api
+from . import redis_client
+from .errors import ErrorBodyMixin
+from .openapi import DocumentMixin
 from .protection import configured_limit, is_exempt, rate_limit_key
 
 
@@ -94,23 +96,14 @@ class Limiter(flask_limiter.Limiter):
 
 
 class FlaskRedis:
-    """One redis-py client per app, built from ``REDIS_URL`` with short timeouts.
-
-    ``decode_responses`` stays a per-client choice: RQ needs a client that returns bytes.
-    """
+    """One redis-py client per app (``redis_client.connect``)."""
 
     def __init__(self, name, **options):
         self.name = name
         self.options = options
 
     def init_app(self, app):
-        timeout = app.config["REDIS_SOCKET_TIMEOUT"]
-        app.extensions[self.name] = redis.Redis.from_url(
-            app.config["REDIS_URL"],
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            **self.options,
-        )
+        app.extensions[self.name] = redis_client.connect(app.config, **self.options)
 
     @property
     def client(self) -> redis.Redis:
@@ -129,6 +122,12 @@ limiter = Limiter(
     in_memory_fallback=[configured_limit("RATELIMIT_IN_MEMORY_FALLBACK")],
 )
 cors = CORS()
+
+
+class Api(ErrorBodyMixin, DocumentMixin, flask_smorest.Api):
+    """flask-smorest's ``Api`` with this service's error body and OpenAPI document."""
+
+
 api = Api()
 cache_redis = FlaskRedis("cache_redis", decode_responses=True)
 # RQ needs bytes: never a client with decode_responses.

@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from swagger_ui_bundle import swagger_ui_path
 
-from . import cli, http, metrics, protection
+from . import cli, http, metrics_routes, protection
 from .auth import identity
 from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
@@ -23,7 +23,7 @@ from .extensions import (
     migrate,
     queue_redis,
 )
-from .health import blp as health_blp
+from .health_routes import blp as health_blp
 from .log import configure_logging
 from .money import money_openapi_property
 from .orders import routes as order_routes
@@ -52,7 +52,7 @@ def create_app(overrides=None):
     cors.init_app(app, **protection.cors_options(app.config))
     limiter.init_app(app)
     cli.init_app(app)
-    metrics.init_app(app)
+    metrics_routes.init_app(app)
     _init_api(app)
     return app
 

@@ -1,14 +1,14 @@
-"""The ``process_order`` job on RQ: its queue, its unique id, its enqueueing and what it does.
+"""The ``process_order`` job: what it does.
 
-The worker that runs it is ``orders_app.worker``.
+Its queue, unique id and enqueueing are ``orders_app.job_queue``; the worker that runs it is
+``orders_app.worker``.
 """
 
 import logging
 import time
 
 from flask import current_app
-from rq import Queue, Retry, get_current_job
-from rq.serializers import JSONSerializer  # never pickle: whoever writes to Redis would run code
+from rq import get_current_job
 
 from .extensions import db
 from .log import log_context
@@ -16,30 +16,6 @@ from .metrics import ORDERS_PROCESSED
 from .orders.service import mark_processed
 
 log = logging.getLogger(__name__)
-
-
-def job_id(order_id):
-    """RQ job ids allow letters, digits, ``_`` and ``-`` only; a UUID's hex form fits."""
-    return f"process-order-{order_id}"
-
-
-def orders_queue(connection):
-    """The RQ queue of ``process_order`` jobs; its registries and jobs share its JSON serializer."""
-    return Queue(current_app.config["RQ_QUEUE"], connection=connection, serializer=JSONSerializer)
-
-
-def enqueue_process_order(connection, order_id, request_id):
-    """Enqueue the order's job once: raises ``rq.exceptions.DuplicateJobError`` if it exists."""
-    config = current_app.config
-    return orders_queue(connection).enqueue(
-        process_order,
-        str(order_id),
-        job_id=job_id(order_id),
-        unique=True,
-        job_timeout=config["JOB_TIMEOUT_SECONDS"],
-        retry=Retry(max=3, interval=config["JOB_RETRY_INTERVALS"]),
-        meta={"request_id": request_id},
-    )
 
 
 def process_order(order_id):

@@ -1,8 +1,10 @@
-"""What the OpenAPI document says beyond what flask-smorest infers, as an apispec plugin."""
+"""What the OpenAPI document says beyond what flask-smorest infers: an apispec plugin, and
+the ``Api`` mixin that installs it."""
 
 from http import HTTPStatus
 
 from apispec import BasePlugin
+from flask_smorest.pagination import PaginationMetadataSchema
 
 # Answers any operation may give, whatever its own decorators declare.
 BAD_BODY = {400: HTTPStatus.BAD_REQUEST.name, 413: HTTPStatus.REQUEST_ENTITY_TOO_LARGE.name}
@@ -37,3 +39,24 @@ class CommonAnswersPlugin(BasePlugin):
 
     def parameter_helper(self, parameter, **kwargs):
         return {"required": False} if parameter.get("name") == "If-Match" else None
+
+
+class DocumentMixin:
+    """flask-smorest's ``Api``, publishing this service's document: ``CommonAnswersPlugin``, no
+    catch-all "default" response (each operation documents every status it can answer), and
+    X-Pagination documented as JSON content."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def init_app(self, app, *, spec_kwargs=None):
+        plugins = {"extra_plugins": [CommonAnswersPlugin(app)]}
+        super().init_app(app, spec_kwargs={**plugins, **(spec_kwargs or {})})
+
+    def _register_pagination_header(self):
+        """Private, for want of a public hook (a plugin may add to a header, not take its schema
+        away); pinned in tests/test_library_contracts.py."""
+        header = {
+            "description": "Pagination metadata (JSON)",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }
+        self.spec.components.header("PAGINATION", header, lazy=True)

@@ -22,7 +22,7 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select, tuple_
 
 from .extensions import db, queue_redis
-from .jobs import enqueue_process_order, job_id, orders_queue
+from .job_queue import enqueue_process_order, job_id, orders_queue
 from .log import log_context
 from .metrics import RECONCILED
 from .models import Order
@@ -42,7 +42,7 @@ def reconcile():
 
     Raises ``redis.RedisError`` or ``sqlalchemy.exc.SQLAlchemyError`` when a dependency is down.
     """
-    queue = orders_queue(queue_redis.client)
+    queue = orders_queue(current_app.config, queue_redis.client)
     try:
         if not db.session.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY))):
             return None
@@ -81,7 +81,7 @@ def _repair(queue, order_id):
         if job is not None:
             job.delete()  # finished, failed, stopped or canceled: a fresh run with fresh retries
         try:
-            enqueue_process_order(queue.connection, order_id, request_id=None)
+            enqueue_process_order(current_app.config, queue.connection, order_id, request_id=None)
         except DuplicateJobError:  # the consumer enqueued it meanwhile
             return 0
         log.warning(

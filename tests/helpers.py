@@ -20,8 +20,9 @@ import pika
 import yaml
 from sqlalchemy import func, select, text
 
+from consumer.consumer import Consumer
 from orders_app import create_app
-from orders_app.config import psycopg2_url
+from orders_app.config import load_standalone_config, psycopg2_url
 from orders_app.extensions import db
 from orders_app.lifecycle import GracefulStop
 from orders_app.models import OutboxEvent
@@ -49,7 +50,8 @@ def closed_port_url(scheme, path=""):
     return f"{scheme}://127.0.0.1:{free_port()}{path}"
 
 
-def make_app(**overrides):
+def app_config(**overrides):
+    """The tests' configuration overrides: their own databases, broker names and cheap settings."""
     config = {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": TEST_DATABASE_URL,
@@ -65,7 +67,16 @@ def make_app(**overrides):
         "PASSWORD_HASH_MEMORY_COST": 1024,
     }
     config.update(overrides)
-    return create_app(config)
+    return config
+
+
+def make_app(**overrides):
+    return create_app(app_config(**overrides))
+
+
+def make_config(**overrides):
+    """The tests' configuration for a process without an app (the consumer)."""
+    return load_standalone_config(app_config(**overrides))
 
 
 def register(client, email, password=PASSWORD):
@@ -145,15 +156,21 @@ def kill_hard(process):
 
 @contextmanager
 def running(component, **overrides):
-    """``component(stop)`` (a Relay or a Consumer) running in a thread with an app of its own.
+    """``component`` (a Relay or a Consumer) running in a thread: the relay in an app context of
+    its own, the consumer, which has no app, with its configuration only.
 
     Stopped gracefully on exit, as SIGTERM would stop the real process.
     """
-    app, stop = make_app(**overrides), GracefulStop()
+    stop = GracefulStop()
+    if component is Consumer:
+        consumer = Consumer(make_config(**overrides), stop)
+        run = consumer.run
+    else:
+        app = make_app(**overrides)
 
-    def run():
-        with app.app_context():
-            component(stop).run()
+        def run():
+            with app.app_context():
+                component(stop).run()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

@@ -27,7 +27,8 @@ def procfile_commands():
         for line in procfile:
             name, _, command = line.partition(":")
             words = shlex.split(command)
-            while re.match(r"\w+=", words[0]):  # VAR=value: the process's own setting, not its command
+            # VAR=value (the process's own setting) and exec (the shell's): not its command
+            while re.match(r"\w+=", words[0]) or words[0] == "exec":
                 words.pop(0)
             yield f"Procfile {name}", words
 

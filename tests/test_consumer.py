@@ -1,5 +1,8 @@
 """The event pipeline: the pika consumer, against real RabbitMQ and Redis."""
 
+import subprocess
+import sys
+
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -7,9 +10,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from consumer.consumer import Consumer
-from orders_app.jobs import job_id
+from orders_app.job_queue import job_id
 
 from helpers import (
+    ROOT,
     TEST_RABBITMQ_URL,
     TEST_REDIS_URL,
     TcpProxy,
@@ -152,3 +156,16 @@ def test_redeliveries_are_counted_per_message_up_to_the_limit(client, alice, bro
         wait_for(lambda: jobs_in(rq_redis), message="the job")
     assert ready_count(broker, topology.dead_letter_queue) == 0
     assert [int(rq_redis.get(key)) for key in rq_redis.scan_iter("consumer:redeliveries:*")] == [1]
+
+
+def test_the_consumer_builds_no_app_and_imports_no_database_code():
+    """It needs its configuration, Redis and RabbitMQ: not the Flask app, its extensions or models."""
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, consumer.__main__; print(*sorted(sys.modules))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    unneeded = ("orders_app.factory", "orders_app.extensions", "orders_app.models", "sqlalchemy")
+    assert [name for name in imported if name.startswith(unneeded)] == []

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, select, text
 
 from orders_app.events.relay import Relay
 from orders_app.extensions import db
-from orders_app.jobs import enqueue_process_order
+from orders_app.job_queue import enqueue_process_order
 from orders_app.models import Order
 
 from helpers import (
@@ -149,13 +149,11 @@ def test_a_worker_recovers_from_a_database_restart_mid_job(database_proxy, alice
         with engine.connect() as other:
             with other.begin():  # the worker's UPDATE of the first order waits on this row lock
                 other.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": first["id"]})
-                with app.app_context():
-                    enqueue_process_order(rq_redis, first["id"], None)
+                enqueue_process_order(app.config, rq_redis, first["id"], None)
                 wait_for(lambda: waiting_on_a_lock(other), message="the job waiting on the row lock")
                 database_proxy.stop()  # PostgreSQL restarts mid-job, mid-transaction
             database_proxy.start()
-        with app.app_context():
-            enqueue_process_order(rq_redis, second["id"], None)
+        enqueue_process_order(app.config, rq_redis, second["id"], None)
         wait_for(
             lambda: processed(app, first["id"]) and processed(app, second["id"]), message="both processed"
         )

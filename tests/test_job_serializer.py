@@ -9,7 +9,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import DefaultSerializer
 
-from orders_app.jobs import enqueue_process_order, job_id
+from orders_app.job_queue import enqueue_process_order, job_id
 
 from helpers import TEST_REDIS_URL, WORKER, make_app, start_process, wait_for
 
@@ -21,8 +21,7 @@ def rq_redis():
 
 def test_jobs_are_enqueued_as_json(database, rq_redis):
     app = make_app()
-    with app.app_context():
-        enqueue_process_order(rq_redis, "5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10", "req-json")
+    enqueue_process_order(app.config, rq_redis, "5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10", "req-json")
     stored = rq_redis.hget(f"rq:job:{job_id('5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10')}", "data")
     function, _instance, args, _kwargs = json.loads(zlib.decompress(stored))
     assert function == "orders_app.jobs.process_order"

@@ -14,7 +14,7 @@ from sqlalchemy import insert
 
 from orders_app.config import Defaults
 from orders_app.extensions import db
-from orders_app.jobs import enqueue_process_order, job_id
+from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import Order
 
 from helpers import TEST_REDIS_URL, make_app, place_order
@@ -34,8 +34,7 @@ def run_jobs(app, rq_redis, **work_options):
 
 
 def enqueue(app, rq_redis, order_id):
-    with app.app_context():
-        return enqueue_process_order(rq_redis, order_id, "req-job")
+    return enqueue_process_order(app.config, rq_redis, order_id, "req-job")
 
 
 def test_processing_sets_processed_at_and_writes_it_through_to_the_cache(app, client, alice, rq_redis, capfd):

@@ -3,11 +3,12 @@
 The repository is copied to a temporary directory (sharing this checkout's virtualenv) whose
 `.env` points every service somewhere wrong. `make run` is started as its own process group with
 the real settings exported, must serve and process an order on them, and must stop entirely on
-SIGTERM.
+SIGINT (Ctrl-C in its terminal) or SIGTERM, every process exiting 0.
 """
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,12 @@ RABBITMQ_URL={closed_port_url("amqp", "/%2F")}
 JWT_SECRET_KEY=dotenv-secret-that-is-long-enough-0123456789abcdef
 PROCESSING_DELAY_SECONDS=30
 """
+
+
+# The Procfile's processes that stop gracefully on SIGTERM: not rq-dashboard, a third-party server
+# that leaves SIGTERM to its default action (honcho reports it killed, rc=-15).
+GRACEFUL = [line.partition(":")[0] for line in Path(ROOT, "Procfile").read_text().splitlines()]
+GRACEFUL.remove("dashboard")
 
 
 def drop_databases(*names):
@@ -94,7 +101,8 @@ def alive(pid):
     return state != "Z"
 
 
-def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, checkout, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, checkout, tmp_path, signum):
     drop_databases(DATABASE_URL.database, WRONG_DATABASE)
     port = free_port()
     venv = Path(sys.executable).parent.parent
@@ -148,7 +156,7 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
         )
     finally:
         with contextlib.suppress(ProcessLookupError):  # unless it already ended
-            os.killpg(make.pid, signal.SIGTERM)
+            os.killpg(make.pid, signum)
         make.wait(timeout=40)
     assert len(processes) >= 6, "honcho and the five processes of the Procfile, at least"
     wait_for(
@@ -156,5 +164,9 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
         timeout=30,
         message=f"every process to exit; the output:\n{log.read_text()[-3000:]}",
     )
+    # Each handled honcho's SIGTERM and exited 0 (the Procfile's exec: no shell in between to be killed).
+    output = log.read_text()
+    exits = dict(re.findall(r"(\w+)\.1 stopped \(rc=(-?\d+)\)", output))
+    assert {name: exits.get(name) for name in GRACEFUL} == dict.fromkeys(GRACEFUL, "0"), output[-3000:]
     # make run created and migrated the exported database, and never touched the one in .env.
     assert drop_databases(DATABASE_URL.database, WRONG_DATABASE) == [True, False]

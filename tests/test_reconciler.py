@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, select, text
 
 from orders_app.events.relay import Relay
 from orders_app.extensions import db
-from orders_app.jobs import enqueue_process_order, job_id
+from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import Order
 from orders_app.reconciler import ADVISORY_LOCK_KEY, reconcile
 
@@ -70,8 +70,7 @@ def test_an_order_whose_job_redis_lost_gets_it_again_and_is_processed(
     reconciler_app, client, alice, rq_redis, caplog
 ):
     order = place_order(client, alice["headers"])
-    with reconciler_app.app_context():
-        enqueue_process_order(rq_redis, order["id"], "req-1")
+    enqueue_process_order(reconciler_app.config, rq_redis, order["id"], "req-1")
     rq_redis.flushdb()  # Redis restarted empty: the queued job is gone
     repairs_before = REGISTRY.get_sample_value("orders_reconciled_total")
     with caplog.at_level(logging.WARNING, logger="orders_app.reconciler"):
@@ -103,9 +102,8 @@ def schedule(rq_redis, order_id, seconds_from_now):
 
 def test_queued_scheduled_and_running_jobs_are_left_alone(reconciler_app, client, alice, rq_redis):
     queued, scheduled, running_now = (place_order(client, alice["headers"]) for _ in range(3))
-    with reconciler_app.app_context():
-        for order in (queued, scheduled, running_now):
-            enqueue_process_order(rq_redis, order["id"], None)
+    for order in (queued, scheduled, running_now):
+        enqueue_process_order(reconciler_app.config, rq_redis, order["id"], None)
     schedule(rq_redis, scheduled["id"], seconds_from_now=10)
     running_job = Job.fetch(job_id(running_now["id"]), connection=rq_redis, serializer=JSONSerializer)
     running_job.set_status(JobStatus.STARTED)
@@ -118,8 +116,7 @@ def test_queued_scheduled_and_running_jobs_are_left_alone(reconciler_app, client
 
 def test_a_retry_no_scheduler_moved_is_run_again(reconciler_app, client, alice, rq_redis):
     order = place_order(client, alice["headers"])
-    with reconciler_app.app_context():
-        enqueue_process_order(rq_redis, order["id"], None)
+    enqueue_process_order(reconciler_app.config, rq_redis, order["id"], None)
     schedule(rq_redis, order["id"], seconds_from_now=-1)  # overdue: its scheduler died with its worker
     assert run_reconciler(reconciler_app) == 1
     assert job_status(rq_redis, order["id"]) == JobStatus.QUEUED
@@ -128,8 +125,7 @@ def test_a_retry_no_scheduler_moved_is_run_again(reconciler_app, client, alice, 
 
 def test_a_job_that_exhausted_its_retries_is_run_again(reconciler_app, client, alice, rq_redis):
     order = place_order(client, alice["headers"])
-    with reconciler_app.app_context():
-        enqueue_process_order(rq_redis, order["id"], None)
+    enqueue_process_order(reconciler_app.config, rq_redis, order["id"], None)
     # Every attempt fails: the database refuses the worker's statements.
     broken = make_app(**OVERDUE_AT_ONCE, SQLALCHEMY_DATABASE_URI=TEST_DATABASE_URL + "_missing")
     run_jobs(broken, rq_redis)
@@ -188,8 +184,7 @@ def test_a_job_left_started_by_a_worker_killed_with_sigkill_runs_again(database,
     # then is abandoned.
     app = make_app(**OVERDUE_AT_ONCE, JOB_TIMEOUT_SECONDS=2)
     order = place_order(client, alice["headers"])
-    with app.app_context():
-        enqueue_process_order(rq_redis, order["id"], None)
+    enqueue_process_order(app.config, rq_redis, order["id"], None)
     worker = start_process(WORKER, PROCESSING_DELAY_SECONDS="1.5", FLASK_JOB_ABANDONED_GRACE_SECONDS="1")
     try:
         wait_for(lambda: job_status(rq_redis, order["id"]) == JobStatus.STARTED, message="the job started")

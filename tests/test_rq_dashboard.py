@@ -15,7 +15,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from orders_app.healthcheck import main as healthcheck
-from orders_app.jobs import enqueue_process_order, job_id
+from orders_app.job_queue import enqueue_process_order, job_id
 
 from helpers import TEST_REDIS_URL, free_port, make_app, wait_for
 
@@ -62,8 +62,8 @@ def test_failed_jobs_are_shown_with_their_json_arguments_and_traceback(dashboard
     rq_redis = Redis.from_url(TEST_REDIS_URL)
     app = make_app(JOB_RETRY_INTERVALS=[0, 0, 0])
     order_id = uuid.uuid4()
+    enqueue_process_order(app.config, rq_redis, order_id, "req-dashboard")
     with app.app_context():
-        enqueue_process_order(rq_redis, order_id, "req-dashboard")
         SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
     status, page = status_of(f"{dashboard}/0/data/jobs/orders/failed/8/asc/1.json", tuple(LOGIN.values()))
     assert status == 200

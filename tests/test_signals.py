@@ -9,7 +9,7 @@ from rq.job import JobStatus
 from sqlalchemy import select
 
 from orders_app.extensions import db
-from orders_app.jobs import enqueue_process_order, job_id
+from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import OutboxEvent
 
 from helpers import (
@@ -66,8 +66,7 @@ def test_the_consumer_finishes_the_message_in_hand_on_sigterm(client, alice, bro
 def test_the_worker_finishes_the_job_in_hand_on_sigterm(app, client, alice):
     rq_redis = Redis.from_url(TEST_REDIS_URL)
     order = place_order(client, alice["headers"])
-    with app.app_context():
-        job = enqueue_process_order(rq_redis, order["id"], "req-warm-shutdown")
+    job = enqueue_process_order(app.config, rq_redis, order["id"], "req-warm-shutdown")
     worker = start_process(WORKER, PROCESSING_DELAY_SECONDS="2")
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, message="the job started")
     worker.send_signal(signal.SIGTERM)  # mid-job: RQ's warm shutdown

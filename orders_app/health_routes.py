@@ -1,4 +1,7 @@
-"""Liveness and readiness probes."""
+"""The HTTP liveness and readiness endpoints, ``/health`` and ``/health/ready``.
+
+The containers' health checks, a command, are ``orders_app.healthcheck``.
+"""
 
 import logging
 import threading
@@ -73,12 +76,18 @@ def recent_results():
     One caller at a time runs the checks; the others wait for its results instead of opening
     connections of their own.
     """
-    cache = current_app.extensions.setdefault("readiness", {"lock": threading.Lock(), "expires": 0.0})
+    cache = current_app.extensions["readiness"]
     with cache["lock"]:
         if time.monotonic() >= cache["expires"]:
             cache["results"] = {name: run_check(name, check) for name, check in CHECKS.items()}
             cache["expires"] = time.monotonic() + current_app.config["HEALTH_CACHE_SECONDS"]
         return cache["results"]
+
+
+@blp.record_once
+def init_readiness_cache(state):
+    """Once per app, when it registers the blueprint: the lock and cache of ``recent_results``."""
+    state.app.extensions["readiness"] = {"lock": threading.Lock(), "expires": 0.0}
 
 
 def run_check(name, check):

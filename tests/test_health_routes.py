@@ -1,6 +1,7 @@
 """The API, operations: /health and /health/ready."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -74,6 +75,18 @@ def test_a_flood_of_probes_opens_one_broker_connection(database, broker_proxy):
     client = make_app(RABBITMQ_URL=broker_proxy.start().url, HEALTH_CACHE_SECONDS=60).test_client()
     assert {client.get("/health/ready").status_code for _ in range(20)} == {200}
     assert broker_proxy.accepted == 1
+
+
+def test_probes_arriving_while_the_checks_run_wait_for_their_results(database):
+    slow_broker = TcpProxy(TEST_RABBITMQ_URL, latency=0.1).start()  # each check takes a few 0.1 s
+    try:
+        app = make_app(RABBITMQ_URL=slow_broker.url, HEALTH_CACHE_SECONDS=60)
+        with ThreadPoolExecutor(max_workers=8) as probes:
+            answers = probes.map(lambda _: app.test_client().get("/health/ready").status_code, range(8))
+            assert set(answers) == {200}
+        assert slow_broker.accepted == 1
+    finally:
+        slow_broker.stop()
 
 
 def test_without_the_cache_every_probe_checks_again(database, broker_proxy):

@@ -1,0 +1,34 @@
+"""The RQ queue of ``process_order`` jobs, and enqueueing one: the one definition the consumer,
+the reconciler and the tests share.
+
+Imports neither the app nor the database: the consumer has neither. The job is enqueued by its
+dotted path, so whoever enqueues never imports its code (``orders_app.jobs``).
+"""
+
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer  # never pickle: whoever writes to Redis would run code
+
+PROCESS_ORDER = "orders_app.jobs.process_order"
+
+
+def job_id(order_id):
+    """RQ job ids allow letters, digits, ``_`` and ``-`` only; a UUID's hex form fits."""
+    return f"process-order-{order_id}"
+
+
+def orders_queue(config, connection):
+    """The queue ``RQ_QUEUE``; its registries and jobs share its JSON serializer."""
+    return Queue(config["RQ_QUEUE"], connection=connection, serializer=JSONSerializer)
+
+
+def enqueue_process_order(config, connection, order_id, request_id):
+    """Enqueue the order's job once: raises ``rq.exceptions.DuplicateJobError`` if it exists."""
+    return orders_queue(config, connection).enqueue(
+        PROCESS_ORDER,
+        str(order_id),
+        job_id=job_id(order_id),
+        unique=True,
+        job_timeout=config["JOB_TIMEOUT_SECONDS"],
+        retry=Retry(max=3, interval=config["JOB_RETRY_INTERVALS"]),
+        meta={"request_id": request_id},
+    )

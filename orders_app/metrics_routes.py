@@ -1,0 +1,111 @@
+"""The web's ``GET /metrics``: every gunicorn worker's metrics (``metrics``), and gauges of the
+shared state (outbox, unprocessed orders, RQ registries).
+
+The gauges are read from PostgreSQL and Redis when the web is scraped, each read bounded by
+``METRICS_READ_TIMEOUT``; a read that fails leaves its gauges out of that scrape.
+"""
+
+import logging
+import os
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from rq import Queue
+from sqlalchemy import func, select
+
+from .database import bounded_connection
+from .extensions import queue_redis
+from .models import Order, OutboxEvent
+
+log = logging.getLogger(__name__)
+
+RQ_STATES = ("queued", "started", "scheduled", "failed")
+
+
+class StateCollector:
+    """Gauges of the shared state, read from PostgreSQL and Redis at each scrape (in a request)."""
+
+    def collect(self):
+        for read in (self._outbox, self._unprocessed_orders, self._rq_jobs):
+            try:
+                families = read()
+            except Exception as error:  # whatever failed, it drops these gauges, never the scrape
+                log.warning("Metrics: cannot read %s: %r", read.__name__.strip("_"), error)
+                continue
+            yield from families
+
+    def _outbox(self):
+        pending, age = self._count_and_oldest_age(OutboxEvent, OutboxEvent.published_at)
+        return [
+            GaugeMetricFamily("orders_outbox_pending", "Outbox events not yet published.", pending),
+            GaugeMetricFamily(
+                "orders_outbox_oldest_pending_age_seconds",
+                "Age of the oldest unpublished outbox event (0 when none).",
+                age,
+            ),
+        ]
+
+    def _unprocessed_orders(self):
+        unprocessed, age = self._count_and_oldest_age(Order, Order.processed_at)
+        return [
+            GaugeMetricFamily("orders_unprocessed", "Orders without processed_at.", unprocessed),
+            GaugeMetricFamily(
+                "orders_unprocessed_oldest_age_seconds",
+                "Age of the oldest order without processed_at (0 when none).",
+                age,
+            ),
+        ]
+
+    def _count_and_oldest_age(self, model, done_column):
+        """Rows whose ``done_column`` is NULL, and the age of the oldest (partial indexes serve both)."""
+        oldest_age = func.extract("epoch", func.now() - func.min(model.created_at))
+        query = select(func.count(), func.coalesce(oldest_age, 0)).where(done_column.is_(None))
+        with bounded_connection(current_app.config["METRICS_READ_TIMEOUT"]) as connection:
+            count, age = connection.execute(query).one()
+        return count, float(age)
+
+    def _rq_jobs(self):
+        queue = Queue(current_app.config["RQ_QUEUE"], connection=queue_redis.client)
+        registries = {
+            "started": queue.started_job_registry,
+            "scheduled": queue.scheduled_job_registry,
+            "failed": queue.failed_job_registry,
+        }
+        counts = {"queued": queue.count}
+        # Read only: counting without RQ's cleanup, which would move jobs between registries.
+        counts.update({state: r.get_job_count(cleanup=False) for state, r in registries.items()})
+        family = GaugeMetricFamily(
+            "orders_rq_jobs", "Jobs in RQ's queue and registries.", labels=["queue", "state"]
+        )
+        for state in RQ_STATES:
+            family.add_metric([queue.name, state], counts[state])
+        return [family]
+
+
+def scrape_registry():
+    """What the web's ``/metrics`` serves: every gunicorn worker's metrics (or this process's), and
+    the state gauges."""
+    registry = CollectorRegistry()
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(REGISTRY)
+    registry.register(StateCollector())
+    return registry
+
+
+blp = Blueprint("metrics", __name__)
+
+
+@blp.get("/metrics")
+def metrics():
+    """Prometheus text format (not part of the API, so not in its OpenAPI document)."""
+    return Response(
+        generate_latest(current_app.extensions["metrics_registry"]), content_type=CONTENT_TYPE_LATEST
+    )
+
+
+def init_app(app):
+    app.extensions["metrics_registry"] = scrape_registry()
+    app.register_blueprint(blp)
