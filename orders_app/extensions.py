@@ -7,13 +7,14 @@ import flask_smorest
 import redis
 from flask import current_app
 from flask_cors import CORS
-from flask_jwt_extended import JWTManager, jwt_required
+from flask_jwt_extended import jwt_required
 from flask_migrate import Migrate
 from flask_smorest.error_handler import ErrorSchema
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser, abort
 
+from .auth.jwt_manager import JWTManager
 from .errors import Api
 from .protection import configured_limit, is_exempt, rate_limit_key
 
