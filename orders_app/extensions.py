@@ -1,11 +1,13 @@
 """Extension singletons, created once here and bound to an app in ``create_app``."""
 
+import json
+
 import flask_limiter
 import flask_smorest
 import redis
 from flask import current_app
 from flask_cors import CORS
-from flask_jwt_extended import JWTManager, jwt_required
+from flask_jwt_extended import jwt_required
 from flask_migrate import Migrate
 from flask_smorest.error_handler import ErrorSchema
 from flask_sqlalchemy import SQLAlchemy
@@ -13,6 +15,7 @@ from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser, abort
 
 from . import redis_client
+from .auth.jwt_manager import JWTManager
 from .errors import ErrorBodyMixin
 from .openapi import DocumentMixin
 from .protection import configured_limit, is_exempt, rate_limit_key
@@ -58,6 +61,32 @@ class Blueprint(flask_smorest.Blueprint):
 
     def _verify_check_etag(self):
         """Views call ``check_etag`` only when If-Match was sent: nothing to verify afterwards."""
+
+    def _set_pagination_metadata(self, page_params, result, headers):
+        """flask-smorest's X-Pagination (its documented override point), for views that also page
+        by cursor. Beside ``item_count`` such a view sets on the pagination parameters:
+        ``total_known`` (False: the view stopped counting, so no total, total_pages or last_page),
+        ``more`` (whether rows follow this page), ``next_cursor`` (their position) and ``by_cursor``
+        (the page was asked by cursor: no page numbers either).
+        """
+        if page_params.by_cursor:
+            metadata = {}
+        elif page_params.total_known:
+            metadata = self._make_pagination_metadata(
+                page_params.page, page_params.page_size, page_params.item_count
+            )
+        else:
+            page = page_params.page
+            metadata = {"first_page": 1, "page": page}
+            if page > 1:
+                metadata["previous_page"] = page - 1
+            if page_params.more:
+                metadata["next_page"] = page + 1
+        if page_params.total_known:
+            metadata["total"] = page_params.item_count
+        if page_params.more:
+            metadata["next_cursor"] = page_params.next_cursor
+        return result, {**(headers or {}), self.PAGINATION_HEADER_NAME: json.dumps(metadata)}
 
     def error(self, status_code, description):
         """Document an error answer with the common error body."""

@@ -24,6 +24,7 @@ from .extensions import (
     queue_redis,
 )
 from .health_routes import blp as health_blp
+from .json_provider import OrjsonProvider
 from .log import configure_logging
 from .money import money_openapi_property
 from .orders import routes as order_routes
@@ -32,6 +33,7 @@ from .orders import routes as order_routes
 def create_app(overrides=None):
     """Build the app; ``overrides`` win over every other configuration source (tests)."""
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     load_config(app.config, overrides)
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     # Before any route exists: every path answers with and without its trailing slash.

@@ -76,8 +76,8 @@ class Order(db.Model):
         return f"<Order {self.id} {self.status.name}>"
 
 
-# A user's orders, newest first.
-Index("ix_orders_user_id_created_at", Order.user_id, Order.created_at.desc())
+# A user's orders, newest first: the listing's order exactly (its keyset pagination starts there).
+Index("ix_orders_user_id_created_at_id", Order.user_id, Order.created_at.desc(), Order.id.desc())
 # The reconciler's work list: orders not processed yet, oldest first.
 Index("ix_orders_unprocessed", Order.created_at, Order.id, postgresql_where=Order.processed_at.is_(None))
 

@@ -11,9 +11,9 @@ def test_models_and_migrations_agree(app):
         check()  # raises if autogenerate would emit any operation
 
 
-def test_a_users_orders_are_indexed_newest_first(app):
+def test_a_users_orders_are_indexed_in_listing_order(app):
     with app.app_context():
         definition = db.session.scalar(
-            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_orders_user_id_created_at'")
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_orders_user_id_created_at_id'")
         )
-    assert definition.endswith("(user_id, created_at DESC)")
+    assert definition.endswith("(user_id, created_at DESC, id DESC)")

@@ -1,8 +1,13 @@
-"""The API, orders: GET /orders/user/{user_id}/ — newest first, pagination, status filter, access."""
+"""The API, orders: GET /orders/user/{user_id}/ — newest first, pagination (by page and by
+cursor), a capped total, status filter, access."""
 
 import json
 
 import pytest
+from sqlalchemy import text
+
+from orders_app.extensions import db
+from orders_app.orders import service
 
 from helpers import place_order
 
@@ -24,6 +29,22 @@ def list_orders(client, headers, user_id, query=""):
     return client.get(f"/orders/user/{user_id}/{query}", headers=headers)
 
 
+def pagination_of(response):
+    return json.loads(response.headers["X-Pagination"])
+
+
+def walk_by_cursor(client, headers, user_id, query="?page_size=2"):
+    """Every page from the first on, following next_cursor; returns the pages' order ids."""
+    pages, response = [], list_orders(client, headers, user_id, query)
+    while True:
+        assert response.status_code == 200, response.json
+        pages.append([order["id"] for order in response.json])
+        cursor = pagination_of(response).get("next_cursor")
+        if cursor is None:
+            return pages
+        response = list_orders(client, headers, user_id, f"{query}&cursor={cursor}")
+
+
 def test_a_users_orders_come_newest_first(client, alice, five_orders):
     response = list_orders(client, alice["headers"], alice["user"]["id"])
     assert response.status_code == 200
@@ -36,11 +57,84 @@ def test_a_users_orders_come_newest_first(client, alice, five_orders):
 def test_pages(client, alice, five_orders):
     response = list_orders(client, alice["headers"], alice["user"]["id"], "?page=2&page_size=2")
     assert [o["id"] for o in response.json] == [five_orders[2]["id"], five_orders[1]["id"]]
-    pagination = json.loads(response.headers["X-Pagination"])
+    pagination = pagination_of(response)
+    assert pagination.pop("next_cursor")
     assert pagination == {
         "total": 5, "total_pages": 3, "first_page": 1, "last_page": 3, "page": 2,
         "previous_page": 1, "next_page": 3,
     }  # fmt: skip
+
+
+def test_following_next_cursor_reads_every_order_once(client, alice, five_orders):
+    newest_first = [order["id"] for order in reversed(five_orders)]
+    pages = walk_by_cursor(client, alice["headers"], alice["user"]["id"])
+    assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:]]
+
+
+def test_a_page_by_cursor_has_a_total_and_no_page_numbers(client, alice, five_orders):
+    first = list_orders(client, alice["headers"], alice["user"]["id"], "?page_size=2")
+    cursor = pagination_of(first)["next_cursor"]
+    second = list_orders(client, alice["headers"], alice["user"]["id"], f"?page_size=2&cursor={cursor}")
+    assert pagination_of(second) == {"total": 5, "next_cursor": pagination_of(second)["next_cursor"]}
+    last = list_orders(client, alice["headers"], alice["user"]["id"], f"?page_size=3&cursor={cursor}")
+    assert pagination_of(last) == {"total": 5}  # nothing follows: no next_cursor
+
+
+def test_a_page_number_continues_by_cursor(client, alice, five_orders):
+    page_two = list_orders(client, alice["headers"], alice["user"]["id"], "?page=2&page_size=2")
+    cursor = pagination_of(page_two)["next_cursor"]
+    page_three = list_orders(client, alice["headers"], alice["user"]["id"], f"?page_size=2&cursor={cursor}")
+    assert [o["id"] for o in page_three.json] == [five_orders[0]["id"]]
+
+
+def test_the_cursor_keeps_the_status_filter_and_order(client, alice, five_orders):
+    pages = walk_by_cursor(client, alice["headers"], alice["user"]["id"], "?page_size=1&status=paid")
+    assert pages == [[five_orders[3]["id"]], [five_orders[1]["id"]]]
+
+
+def test_orders_placed_at_the_same_instant_are_each_listed_once(app, client, alice):
+    """One transaction: every order gets the same created_at, and the id orders them."""
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO orders (id, user_id, items, total_price, status) "
+                "SELECT gen_random_uuid(), :user, '[]', 1, 'PENDING' FROM generate_series(1, 7)"
+            ),
+            {"user": alice["user"]["id"]},
+        )
+        db.session.commit()
+    pages = walk_by_cursor(client, alice["headers"], alice["user"]["id"])
+    listed = [order_id for page in pages for order_id in page]
+    assert len(listed) == len(set(listed)) == 7
+    assert listed == sorted(listed, reverse=True)  # ties broken by id, newest first
+
+
+@pytest.mark.parametrize("cursor", ["nonsense", "bm9uc2Vuc2U=", "MjAyNi0xMS0zMHxub3QtYS11dWlk", "%00"])
+def test_a_cursor_the_api_did_not_give_is_422(client, alice, cursor):
+    response = list_orders(client, alice["headers"], alice["user"]["id"], f"?cursor={cursor}")
+    assert response.status_code == 422
+    assert "cursor" in response.json["errors"]["query"]
+
+
+def test_cursor_and_page_together_are_422(client, alice, five_orders):
+    cursor = pagination_of(list_orders(client, alice["headers"], alice["user"]["id"], "?page_size=2"))[
+        "next_cursor"
+    ]
+    response = list_orders(client, alice["headers"], alice["user"]["id"], f"?page=2&cursor={cursor}")
+    assert response.status_code == 422
+    assert "cursor" in response.json["errors"]["query"]
+
+
+def test_beyond_the_count_limit_the_total_is_left_out(client, alice, five_orders, monkeypatch):
+    monkeypatch.setattr(service, "COUNT_LIMIT", 3)
+    response = list_orders(client, alice["headers"], alice["user"]["id"], "?page=2&page_size=2")
+    pagination = pagination_of(response)
+    assert pagination.pop("next_cursor")
+    assert pagination == {"first_page": 1, "page": 2, "previous_page": 1, "next_page": 3}
+    last = list_orders(client, alice["headers"], alice["user"]["id"], "?page=3&page_size=2")
+    assert pagination_of(last) == {"first_page": 1, "page": 3, "previous_page": 2}
+    monkeypatch.setattr(service, "COUNT_LIMIT", 5)  # exactly at the limit: counted
+    assert pagination_of(list_orders(client, alice["headers"], alice["user"]["id"]))["total"] == 5
 
 
 def test_a_page_past_the_end_is_empty(client, alice, five_orders):
@@ -70,7 +164,7 @@ def test_default_page_size_is_20(client, alice):
         place_order(client, alice["headers"], item(n + 1))
     response = list_orders(client, alice["headers"], alice["user"]["id"])
     assert len(response.json) == 20
-    assert json.loads(response.headers["X-Pagination"])["total_pages"] == 2
+    assert pagination_of(response)["total_pages"] == 2
 
 
 @pytest.mark.parametrize("spelling", ["PAID", "paid"])

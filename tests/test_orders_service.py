@@ -27,8 +27,8 @@ def test_create_change_and_list_without_http(app, alice):
         assert service.change_status(owner, order.id, OrderStatus.PAID).status is OrderStatus.PAID
         with pytest.raises(service.IllegalTransition, match="allowed next states: SHIPPED, CANCELED"):
             service.change_status(owner, order.id, OrderStatus.PENDING)
-        orders, total = service.list_orders(owner, owner.user_id, status=OrderStatus.PAID)
-        assert [o.id for o in orders] == [order.id] and total == 1
+        page = service.list_orders(owner, owner.user_id, status=OrderStatus.PAID)
+        assert [o.id for o in page.orders] == [order.id] and page.total == 1 and not page.more
 
 
 def test_strangers_get_not_found_and_forbidden_admins_get_through(app, alice):

@@ -10,11 +10,12 @@ because every change to an order moves it forward under the row lock (``models.O
 Redis trouble is logged and treated as a miss: reads and writes go on from PostgreSQL.
 """
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import redis
+from redis.commands.core import Script
 
 from ..extensions import cache_redis
 from .schemas import OrderSchema
@@ -23,8 +24,10 @@ log = logging.getLogger(__name__)
 
 TTL_SECONDS = 300
 # KEYS[1] the order's key; ARGV: version, JSON, TTL. Returns 1 if written, 0 if the cache
-# already holds this version or a newer one.
-STORE_IF_NEWER = """
+# already holds this version or a newer one. Loaded once, called with each app's client.
+STORE_IF_NEWER = Script(
+    None,
+    b"""
 local cached = tonumber(redis.call('HGET', KEYS[1], 'version'))
 if cached and cached >= tonumber(ARGV[1]) then
     return 0
@@ -32,7 +35,8 @@ end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'json', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
-"""
+""",
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _schema = OrderSchema()
 
@@ -53,15 +57,16 @@ def read(order_id):
     except redis.RedisError as error:
         log.warning("Order cache unavailable, reading order %s from PostgreSQL: %s", order_id, error)
         return None
-    return None if cached is None else json.loads(cached)
+    return None if cached is None else orjson.loads(cached)
 
 
 def store(order):
     """Cache an order's committed state, unless the cache holds this state or a newer one."""
-    client = cache_redis.client
     try:
-        client.register_script(STORE_IF_NEWER)(
-            keys=[key(order.id)], args=[version(order), json.dumps(_schema.dump(order)), TTL_SECONDS]
+        STORE_IF_NEWER(
+            keys=[key(order.id)],
+            args=[version(order), orjson.dumps(_schema.dump(order)), TTL_SECONDS],
+            client=cache_redis.client,
         )
     except redis.RedisError as error:
         log.warning("Order cache unavailable, order %s not cached: %s", order.id, error)

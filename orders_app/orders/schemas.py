@@ -3,10 +3,16 @@
 Validation is strict and never coerces: 1.5 or "2" is not a quantity, 1.005 is not a price.
 """
 
-from marshmallow import fields, pre_load, validate
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from marshmallow import ValidationError, fields, pre_load, validate
 
 from ..models import OrderStatus
-from ..money import Money
+from ..money import CENT, Money
 from ..schemas import Schema
 
 PAGINATION_PARAMETERS = ("page", "page_size")  # parsed by flask-smorest's @paginate
@@ -46,7 +52,12 @@ class OrderStatusChangeSchema(Schema):
 
 
 class OrderSchema(Schema):
-    """An order as the API returns it (and as the cache stores it)."""
+    """An order as the API returns it (and as the cache stores it).
+
+    The fields define the format (and document it); ``dump`` writes it with ``order_data``, which
+    gives exactly what marshmallow would from these fields (tests/test_order_format.py pins it)
+    five times faster: a page of 20 orders spent a fifth of its time in marshmallow.
+    """
 
     id = fields.UUID()
     user_id = fields.Integer()
@@ -57,12 +68,69 @@ class OrderSchema(Schema):
     updated_at = fields.DateTime()
     processed_at = fields.DateTime(allow_none=True)
 
+    def dump(self, obj, *, many=None):
+        if many if many is not None else self.many:
+            return [order_data(order) for order in obj]
+        return order_data(obj)
+
+
+def _money(amount):
+    return str(Decimal(amount).quantize(CENT))
+
+
+def order_data(order):
+    """``OrderSchema``'s output for ``order`` (a model, or a row with the same attributes)."""
+    processed_at = order.processed_at
+    return {
+        "id": str(order.id),
+        "user_id": order.user_id,
+        "items": [
+            {"name": item["name"], "quantity": item["quantity"], "price": _money(item["price"])}
+            for item in order.items
+        ],
+        "total_price": _money(order.total_price),
+        "status": order.status.name,
+        "created_at": order.created_at.isoformat(),
+        "updated_at": order.updated_at.isoformat(),
+        "processed_at": None if processed_at is None else processed_at.isoformat(),
+    }
+
+
+class Cursor(fields.Field):
+    """A position in a user's orders, newest first: opaque to clients, ``(created_at, id)`` here."""
+
+    default_error_messages = {"invalid": "Not a cursor this API gave out."}
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        created_at, order_id = value
+        return encode_cursor(created_at, order_id)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            created_at, order_id = base64.urlsafe_b64decode(value.encode("ascii")).decode().split("|")
+            return datetime.fromisoformat(created_at), uuid.UUID(order_id)
+        except (AttributeError, UnicodeError, binascii.Error, ValueError):
+            raise self.make_error("invalid") from None
+
+
+def encode_cursor(created_at, order_id):
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode("ascii")
+
 
 class OrderListQuerySchema(Schema):
-    """The list's filters; unknown query parameters are a 422, like unknown body fields."""
+    """The list's filters and cursor; unknown query parameters are a 422, like unknown body fields."""
 
     status = CaseInsensitiveStatus(metadata={"description": "Only orders in this status"})
+    cursor = Cursor(
+        metadata={
+            "description": "Continue after this position: an X-Pagination next_cursor. Costs the same "
+            "at any depth, unlike page (which must walk past every earlier order); not with page.",
+            "type": "string",
+        }
+    )
 
     @pre_load
     def leave_pagination_to_smorest(self, data, **_kwargs):
+        if "cursor" in data and "page" in data:
+            raise ValidationError("Send cursor or page, not both.", "cursor")
         return {key: value for key, value in data.items() if key not in PAGINATION_PARAMETERS}
