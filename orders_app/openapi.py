@@ -3,13 +3,25 @@ the ``Api`` mixin that installs it."""
 
 from http import HTTPStatus
 
+import flask_smorest.pagination
 from apispec import BasePlugin
-from flask_smorest.pagination import PaginationMetadataSchema
+from marshmallow import fields
 
 # Answers any operation may give, whatever its own decorators declare.
 BAD_BODY = {400: HTTPStatus.BAD_REQUEST.name, 413: HTTPStatus.REQUEST_ENTITY_TOO_LARGE.name}
 RATE_LIMITED = {429: HTTPStatus.TOO_MANY_REQUESTS.name}
 DATABASE_DOWN = {503: HTTPStatus.SERVICE_UNAVAILABLE.name}
+
+
+class PaginationMetadataSchema(flask_smorest.pagination.PaginationMetadataSchema):
+    """X-Pagination: flask-smorest's page numbers, and the cursor of keyset pagination."""
+
+    next_cursor = fields.String(
+        metadata={"description": "Where the next page starts: send it as ?cursor= (absent on the last page)."}
+    )
+    total = fields.Int(
+        metadata={"description": "Total number of items; absent when there are more than the API counts."}
+    )
 
 
 class CommonAnswersPlugin(BasePlugin):
