@@ -302,6 +302,34 @@ def test_a_user_deleted_while_remembered_cannot_order_and_soon_cannot_read(datab
         db.engine.dispose()
 
 
+def test_a_deleted_users_token_gets_one_answer_whichever_check_finds_the_user_gone(database):
+    """The token's user lookup, the current user's read and an order's foreign key all answer alike."""
+    app = make_app(USER_EXISTS_CACHE_SECONDS=60)
+    client = app.test_client()
+    user = register(client, "dave@example.com")
+    headers = bearer(login(client, "dave@example.com")["access_token"])
+    assert client.get("/users/me", headers=headers).status_code == 200  # remembered from now on
+    with app.app_context():
+        db.session.delete(db.session.get(User, user["id"]))
+        db.session.commit()
+    answers = [
+        make_app().test_client().get("/users/me", headers=headers),  # a process that never saw the user
+        client.get("/users/me", headers=headers),
+        client.post(
+            "/orders/", json={"items": [{"name": "Tea", "quantity": 1, "price": 1}]}, headers=headers
+        ),
+    ]
+    for response in answers:
+        assert_unauthorized(response)
+        assert response.json == {
+            "code": 401,
+            "status": "Unauthorized",
+            "message": "The token's user no longer exists",
+        }
+    with app.app_context():
+        db.engine.dispose()
+
+
 # --- every token failure is a 401 in the error format ---------------------------------------
 
 
