@@ -17,7 +17,6 @@ BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 # Seconds a client should wait before retrying while a dependency is unreachable.
 RETRY_AFTER_SECONDS = 2
 RETRY_LATER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-USER_GONE = "The token's user no longer exists"
 # PostgreSQL unreachable, restarting, or the connection cut mid-request; a full pool too.
 DATABASE_OUTAGES = (
     sqlalchemy_errors.OperationalError,
@@ -52,6 +51,16 @@ class ServiceError(Exception):
         self.errors = errors
 
 
+class UserGone(ServiceError):
+    """A valid token whose user was deleted: refused like any unusable token."""
+
+    status_code = 401
+    headers = BEARER_CHALLENGE
+
+    def __init__(self):
+        super().__init__("The token's user no longer exists")
+
+
 def error_response(code, message, headers=None, errors=None):
     body = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
     if errors:
@@ -59,11 +68,12 @@ def error_response(code, message, headers=None, errors=None):
     return jsonify(body), code, headers or {}
 
 
-def register_service_error_handlers(app):
-    @app.errorhandler(ServiceError)
-    def service_error(error):
-        return error_response(error.status_code, error.message, error.headers, error.errors)
+def service_error_response(error):
+    return error_response(error.status_code, error.message, error.headers, error.errors)
 
+
+def register_service_error_handlers(app):
+    app.register_error_handler(ServiceError, service_error_response)
     for outage in DATABASE_OUTAGES:
         app.register_error_handler(outage, database_unavailable)
 
@@ -96,4 +106,4 @@ def register_jwt_error_handlers(jwt):
 
     @jwt.user_lookup_error_loader
     def user_gone(_header, _payload):
-        return unauthorized(USER_GONE)
+        return service_error_response(UserGone())

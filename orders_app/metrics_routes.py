@@ -11,11 +11,11 @@ import os
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
-from rq import Queue
 from sqlalchemy import func, select
 
 from .database import bounded_connection
 from .extensions import queue_redis
+from .job_queue import orders_queue
 from .models import Order, OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -27,16 +27,25 @@ class StateCollector:
     """Gauges of the shared state, read from PostgreSQL and Redis at each scrape (in a request)."""
 
     def collect(self):
-        for read in (self._outbox, self._unprocessed_orders, self._rq_jobs):
-            try:
-                families = read()
-            except Exception as error:  # whatever failed, it drops these gauges, never the scrape
-                log.warning("Metrics: cannot read %s: %r", read.__name__.strip("_"), error)
-                continue
-            yield from families
+        yield from self._read(self._database)
+        yield from self._read(self._rq_jobs)
 
-    def _outbox(self):
-        pending, age = self._count_and_oldest_age(OutboxEvent, OutboxEvent.published_at)
+    @staticmethod
+    def _read(read, *args):
+        """The metric families ``read(*args)`` returns, or none when it fails (logged)."""
+        try:
+            return read(*args)
+        except Exception as error:  # whatever failed, it drops these gauges, never the scrape
+            log.warning("Metrics: cannot read %s: %r", read.__name__.strip("_"), error)
+            return []
+
+    def _database(self):
+        """The PostgreSQL gauges, read on one connection."""
+        with bounded_connection(current_app.config["METRICS_READ_TIMEOUT"]) as connection:
+            return [*self._read(self._outbox, connection), *self._read(self._unprocessed_orders, connection)]
+
+    def _outbox(self, connection):
+        pending, age = self._count_and_oldest_age(connection, OutboxEvent, OutboxEvent.published_at)
         return [
             GaugeMetricFamily("orders_outbox_pending", "Outbox events not yet published.", pending),
             GaugeMetricFamily(
@@ -46,8 +55,8 @@ class StateCollector:
             ),
         ]
 
-    def _unprocessed_orders(self):
-        unprocessed, age = self._count_and_oldest_age(Order, Order.processed_at)
+    def _unprocessed_orders(self, connection):
+        unprocessed, age = self._count_and_oldest_age(connection, Order, Order.processed_at)
         return [
             GaugeMetricFamily("orders_unprocessed", "Orders without processed_at.", unprocessed),
             GaugeMetricFamily(
@@ -57,16 +66,20 @@ class StateCollector:
             ),
         ]
 
-    def _count_and_oldest_age(self, model, done_column):
-        """Rows whose ``done_column`` is NULL, and the age of the oldest (partial indexes serve both)."""
+    def _count_and_oldest_age(self, connection, model, done_column):
+        """Rows whose ``done_column`` is NULL, and the age of the oldest (partial indexes serve both).
+
+        In a savepoint: a read that fails (a locked table's timeout) leaves the next one a usable
+        transaction.
+        """
         oldest_age = func.extract("epoch", func.now() - func.min(model.created_at))
         query = select(func.count(), func.coalesce(oldest_age, 0)).where(done_column.is_(None))
-        with bounded_connection(current_app.config["METRICS_READ_TIMEOUT"]) as connection:
+        with connection.begin_nested():
             count, age = connection.execute(query).one()
         return count, float(age)
 
     def _rq_jobs(self):
-        queue = Queue(current_app.config["RQ_QUEUE"], connection=queue_redis.client)
+        queue = orders_queue(current_app.config, queue_redis.client)
         registries = {
             "started": queue.started_job_registry,
             "scheduled": queue.scheduled_job_registry,

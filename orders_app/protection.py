@@ -9,6 +9,8 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .auth.schemas import normalise_username
+
 CORS_ALLOWED_HEADERS = [
     "Authorization",
     "Content-Type",
@@ -56,8 +58,8 @@ def login_username_key():
     """The account a login tries (read as ``/token`` reads it), hashed into a short key."""
     data = request.form or request.get_json(silent=True)
     username = data.get("username") if hasattr(data, "get") else None
-    normalised = username.strip().lower() if isinstance(username, str) else ""
-    return "username:" + hashlib.sha256(normalised.encode()).hexdigest()
+    account = normalise_username(username) if isinstance(username, str) else ""
+    return "username:" + hashlib.sha256(account.encode()).hexdigest()
 
 
 def is_failed_login(response):

@@ -49,14 +49,18 @@ def reconcile():
         # RQ's own maintenance first: a started job whose worker died goes back to the queue
         # (a retry) or, without retries left, to the failed registry, where it is repaired below.
         StartedJobRegistry(queue=queue).cleanup()
-        return sum(_repair(queue, order_id) for order_id in _overdue_orders())
+        return sum(
+            _repair(queue, order_id, job)
+            for page in _overdue_order_pages()
+            for order_id, job in zip(page, _jobs_of(queue, page), strict=True)
+        )
     finally:
         db.session.rollback()  # reads only; ends the transaction and releases the lock
 
 
-def _overdue_orders():
-    """Ids of orders unprocessed for ``RECONCILE_AFTER_SECONDS``, oldest first, read in batches
-    (keyset pagination on the ``ix_orders_unprocessed`` partial index)."""
+def _overdue_order_pages():
+    """Ids of orders unprocessed for ``RECONCILE_AFTER_SECONDS``, oldest first, a list of up to
+    ``BATCH_SIZE`` at a time (keyset pagination on the ``ix_orders_unprocessed`` partial index)."""
     grace = timedelta(seconds=current_app.config["RECONCILE_AFTER_SECONDS"])
     overdue = Order.processed_at.is_(None) & (Order.created_at < func.now() - grace)
     last = None
@@ -65,15 +69,20 @@ def _overdue_orders():
         if last is not None:
             query = query.where(tuple_(Order.created_at, Order.id) > last)
         rows = db.session.execute(query.order_by(Order.created_at, Order.id).limit(BATCH_SIZE)).all()
-        yield from (order_id for _, order_id in rows)
+        yield [order_id for _, order_id in rows]
         if len(rows) < BATCH_SIZE:
             return
         last = tuple(rows[-1])
 
 
-def _repair(queue, order_id):
-    """Give the order its job again unless the job will run anyway; return 1 if repaired."""
-    job = Job.fetch_many([job_id(order_id)], connection=queue.connection, serializer=queue.serializer)[0]
+def _jobs_of(queue, order_ids):
+    """Each order's job, or ``None`` where it has none, read in one Redis round trip (a pipeline)."""
+    ids = [job_id(order_id) for order_id in order_ids]
+    return Job.fetch_many(ids, connection=queue.connection, serializer=queue.serializer)
+
+
+def _repair(queue, order_id, job):
+    """Give the order its job again unless ``job`` (as read) will run anyway; return 1 if repaired."""
     state = job.get_status(refresh=False) if job is not None else None
     if state in PENDING_STATES and not (state == JobStatus.SCHEDULED and _retry_stalled(queue, job)):
         return 0

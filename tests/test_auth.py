@@ -1,10 +1,13 @@
 """The API, auth: registration, tokens, refresh, logout, the current user, token failures."""
 
 import time
+import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from argon2 import PasswordHasher
 from flask_jwt_extended import decode_token
+from redis import Redis
 from sqlalchemy import select
 
 from orders_app.extensions import db
@@ -12,6 +15,7 @@ from orders_app.models import User
 
 from helpers import (
     PASSWORD,
+    TEST_REDIS_URL,
     bearer,
     claims_of,
     closed_port_url,
@@ -298,6 +302,34 @@ def test_a_user_deleted_while_remembered_cannot_order_and_soon_cannot_read(datab
         db.engine.dispose()
 
 
+def test_a_deleted_users_token_gets_one_answer_whichever_check_finds_the_user_gone(database):
+    """The token's user lookup, the current user's read and an order's foreign key all answer alike."""
+    app = make_app(USER_EXISTS_CACHE_SECONDS=60)
+    client = app.test_client()
+    user = register(client, "dave@example.com")
+    headers = bearer(login(client, "dave@example.com")["access_token"])
+    assert client.get("/users/me", headers=headers).status_code == 200  # remembered from now on
+    with app.app_context():
+        db.session.delete(db.session.get(User, user["id"]))
+        db.session.commit()
+    answers = [
+        make_app().test_client().get("/users/me", headers=headers),  # a process that never saw the user
+        client.get("/users/me", headers=headers),
+        client.post(
+            "/orders/", json={"items": [{"name": "Tea", "quantity": 1, "price": 1}]}, headers=headers
+        ),
+    ]
+    for response in answers:
+        assert_unauthorized(response)
+        assert response.json == {
+            "code": 401,
+            "status": "Unauthorized",
+            "message": "The token's user no longer exists",
+        }
+    with app.app_context():
+        db.engine.dispose()
+
+
 # --- every token failure is a 401 in the error format ---------------------------------------
 
 
@@ -359,3 +391,27 @@ def test_tokens_are_accepted_while_the_blocklist_is_unreachable(client_without_r
 
 def test_logout_while_redis_is_down_is_503_not_a_false_success(client_without_redis, alice):
     assert_error(client_without_redis.post("/logout", headers=alice["headers"]), 503)
+
+
+@pytest.fixture
+def redis_refusing_writes():
+    """A ``REDIS_URL`` of the test Redis db that answers reads and refuses writes, as a replica
+    does after a failover: a user of Redis's ACLs that may run no write command."""
+    admin = Redis.from_url(TEST_REDIS_URL)
+    name, password = f"reader-{uuid.uuid4().hex}", uuid.uuid4().hex
+    admin.acl_setuser(
+        name, enabled=True, passwords=[f"+{password}"], keys=["~*"], categories=["+@all", "-@write"]
+    )
+    url = urlsplit(TEST_REDIS_URL)
+    yield url._replace(netloc=f"{name}:{password}@{url.hostname}:{url.port}").geturl()
+    admin.acl_deluser(name)
+
+
+def test_a_replayed_refresh_token_is_refused_even_when_its_family_cannot_be_revoked(
+    client, alice, redis_refusing_writes, caplog
+):
+    stolen = alice["tokens"]["refresh_token"]
+    assert refresh(client, stolen).status_code == 200
+    read_only = make_app(REDIS_URL=redis_refusing_writes, RATELIMIT_ENABLED=False).test_client()
+    assert_unauthorized(refresh(read_only, stolen))
+    assert "its family could not be revoked" in caplog.text

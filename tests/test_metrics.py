@@ -18,7 +18,10 @@ from contextlib import ExitStack, contextmanager
 import psycopg2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
+
+from orders_app.extensions import db
 
 from helpers import (
     CONSUMER,
@@ -136,6 +139,15 @@ def test_requests_are_counted_by_url_rule_method_and_status(client, alice):
     assert not any(str(order_id) in str(labels) for order_id in ids for _, labels in after.samples)
 
 
+def test_a_scrape_reads_the_database_on_one_connection(app, client):
+    checkouts = []
+    with app.app_context():
+        event.listen(db.engine, "checkout", lambda *_: checkouts.append("a connection"))
+    scrape = scrape_client(client)
+    assert scrape.value("orders_outbox_pending") == 0 and scrape.value("orders_unprocessed") == 0
+    assert checkouts == ["a connection"]
+
+
 def test_a_failing_redis_read_drops_only_the_rq_gauges(database, caplog):
     client = make_app(REDIS_URL=closed_port_url("redis")).test_client()
     scrape = scrape_client(client)
@@ -150,7 +162,7 @@ def test_an_unreachable_database_drops_only_the_database_gauges(database, caplog
     for name in ("orders_outbox_pending", "orders_unprocessed", "orders_unprocessed_oldest_age_seconds"):
         assert name not in scrape.families
     assert scrape.value("orders_rq_jobs", queue="orders", state="queued") == 0
-    assert "Metrics: cannot read outbox" in caplog.text and "cannot read unprocessed_orders" in caplog.text
+    assert "Metrics: cannot read database" in caplog.text
 
 
 def test_a_slow_database_read_gives_up_after_the_read_timeout(database, caplog):

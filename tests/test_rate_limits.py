@@ -129,6 +129,17 @@ def test_only_failed_logins_count_against_the_account(database):
     assert wrong_logins(client, "owner@example.com", 2) == [401, 429]
 
 
+@pytest.mark.parametrize("spelling", [" Bob@X.com ", "BOB@x.COM", "\tbob@x.com\n"])
+def test_any_spelling_that_logs_in_to_an_account_spends_its_budget(database, spelling):
+    """The per-account limit reads the username exactly as /token does."""
+    app = make_app(RATELIMIT_TOKEN_PER_USERNAME="2/hour")
+    client = client_from(app, "10.1.4.1")
+    register(client, "bob@x.com")
+    assert login(client, spelling)  # this spelling names the account...
+    assert wrong_logins(client, spelling, 1) == [401]  # ...and spends its budget
+    assert wrong_logins(client, "bob@x.com", 2) == [401, 429]
+
+
 def rate_limit_keys():
     return Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
 

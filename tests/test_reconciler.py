@@ -5,13 +5,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
-from redis import Redis
+from redis import Connection, Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, select, text
 
+from orders_app import reconciler
 from orders_app.events.relay import Relay
 from orders_app.extensions import db
 from orders_app.job_queue import enqueue_process_order, job_id
@@ -147,6 +148,38 @@ def test_only_one_process_reconciles_at_a_time(reconciler_app, client, alice, rq
         assert job_status(rq_redis, order["id"]) is None
     engine.dispose()
     assert run_reconciler(reconciler_app) == 1
+
+
+class CountedConnection(Connection):
+    """A connection to the real Redis that counts its round trips: one per command or pipeline sent."""
+
+    round_trips = 0
+
+    def send_packed_command(self, command, check_health=True):
+        CountedConnection.round_trips += 1
+        super().send_packed_command(command, check_health)
+
+
+def round_trips_of_a_round(app):
+    """The Redis round trips of one reconciler round that repairs nothing."""
+    before = CountedConnection.round_trips
+    assert run_reconciler(app) == 0
+    return CountedConnection.round_trips - before
+
+
+def test_the_jobs_of_a_page_of_orders_are_read_in_one_round_trip(
+    reconciler_app, client, alice, rq_redis, monkeypatch
+):
+    monkeypatch.setattr(reconciler, "BATCH_SIZE", 2)
+    counted = Redis.from_url(TEST_REDIS_URL, connection_class=CountedConnection)
+    counted.ping()  # connected: the handshake is not counted below
+    reconciler_app.extensions["queue_redis"] = counted  # the reconciler's RQ client
+    without_orders = round_trips_of_a_round(reconciler_app)
+    orders = [place_order(client, alice["headers"]) for _ in range(5)]
+    with reconciler_app.app_context():
+        for order in orders:  # overdue, with queued jobs: each is looked at and left alone
+            enqueue_process_order(rq_redis, order["id"], None)
+    assert round_trips_of_a_round(reconciler_app) == without_orders + 3  # pages of 2, 2 and 1
 
 
 def test_the_overdue_query_is_served_by_the_partial_index(reconciler_app):

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 from flask import current_app
 from flask_jwt_extended import get_jwt, get_jwt_identity
-from flask_smorest import abort
 
-from ..errors import BEARER_CHALLENGE, USER_GONE
+from ..errors import UserGone
 from ..extensions import db
 from ..models import User
 
@@ -42,7 +41,7 @@ def current_viewer() -> Viewer:
 def current_user() -> User:
     user = db.session.get(User, current_user_id())
     if user is None:
-        abort(401, message=USER_GONE, headers=BEARER_CHALLENGE)
+        raise UserGone()
     return user
 
 

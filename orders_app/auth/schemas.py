@@ -10,6 +10,11 @@ from ..schemas import Schema
 PASSWORD_LENGTH = validate.Length(min=8, max=128)
 
 
+def normalise_username(username: str) -> str:
+    """The account a login names: its email, trimmed and lower-case (as registration stores it)."""
+    return username.strip().lower()
+
+
 class LowerCaseEmail(fields.Email):
     """An email address, validated, compared and stored lower-case."""
 
@@ -42,8 +47,8 @@ class TokenRequestSchema(Schema):
     client_secret = fields.String()
 
     @post_load
-    def lower_case_username(self, data, **_kwargs):
-        data["username"] = data["username"].strip().lower()
+    def normalise(self, data, **_kwargs):
+        data["username"] = normalise_username(data["username"])
         return data
 
 

@@ -72,26 +72,36 @@ def _family_of(payload):
 
 
 def _replayed(payload):
-    revoke_family(payload)
+    """Revoke the family of a used refresh token presented again. The caller refuses the token
+    whether or not Redis takes this write, so a failed write is logged, not raised."""
+    try:
+        revoke_family(payload)
+    except redis.RedisError as error:
+        log.error(
+            "A used refresh token of user %s was presented again; its family could not be revoked: %r",
+            payload["sub"],
+            error,
+        )
+        return
     log.warning("A used refresh token of user %s was presented again: its family is revoked", payload["sub"])
 
 
 def is_revoked(_header, payload):
     """flask-jwt-extended's blocklist check; fails open while Redis is down (a documented trade-off).
 
-    A refresh token found revoked is being replayed: its family is revoked too.
+    A refresh token found revoked is being replayed: refused, and its family revoked too.
     """
     keys = [_blocklist_key(payload["jti"])]
     if payload["type"] == "refresh":
         keys.append(_family_key(_family_of(payload)))
     try:
         revoked = bool(cache_redis.client.exists(*keys))
-        if revoked and payload["type"] == "refresh":
-            _replayed(payload)
-        return revoked
     except redis.RedisError:
         log.warning("Token blocklist unavailable (Redis down): accepting token %s", payload["jti"])
         return False
+    if revoked and payload["type"] == "refresh":
+        _replayed(payload)
+    return revoked
 
 
 def _seconds_left(payload):

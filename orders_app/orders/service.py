@@ -14,7 +14,7 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import BEARER_CHALLENGE, USER_GONE, ServiceError
+from ..errors import ServiceError, UserGone
 from ..events.outbox import add_new_order_event
 from ..extensions import db
 from ..metrics import ORDERS_CREATED
@@ -61,14 +61,6 @@ class InvalidOrder(ServiceError):
 
     def __init__(self, field, message):
         super().__init__("Invalid order", errors={"json": {field: [message]}})
-
-
-class UserGone(ServiceError):
-    status_code = 401
-    headers = BEARER_CHALLENGE
-
-    def __init__(self):
-        super().__init__(USER_GONE)
 
 
 class IdempotencyKeyReused(ServiceError):
