@@ -178,7 +178,7 @@ def test_the_jobs_of_a_page_of_orders_are_read_in_one_round_trip(
     orders = [place_order(client, alice["headers"]) for _ in range(5)]
     with reconciler_app.app_context():
         for order in orders:  # overdue, with queued jobs: each is looked at and left alone
-            enqueue_process_order(rq_redis, order["id"], None)
+            enqueue_process_order(reconciler_app.config, rq_redis, order["id"], None)
     assert round_trips_of_a_round(reconciler_app) == without_orders + 3  # pages of 2, 2 and 1
 
 
