@@ -5,6 +5,8 @@ import os
 import shutil
 import tempfile
 
+from gunicorn import glogging
+
 from orders_app.config import web_workers  # standard library and python-dotenv only
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
@@ -40,9 +42,20 @@ logconfig_dict = {
     "root": {"handlers": ["service"], "level": os.environ.get("FLASK_LOG_LEVEL", "INFO")},
     "loggers": {
         "gunicorn.error": {"handlers": [], "propagate": True},
-        "gunicorn.access": {"handlers": [], "level": "WARNING"},  # the app's request lines replace it
     },
 }
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger without its access log: the app logs each request itself, and with a
+    logging configuration given, gunicorn builds every access line's fields (3 % of a cached
+    read's time, profiled) before the level drops the line."""
+
+    def access(self, resp, req, environ, request_time):
+        pass
+
+
+logger_class = Logger
 
 
 def post_fork(server, worker):
