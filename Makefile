@@ -5,15 +5,27 @@ BIN := $(abspath $(VENV))/bin
 # Procfile and test subprocesses find the virtualenv's commands (gunicorn, rq, ...) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test lint bench install
+.PHONY: run test lint bench install lock
 
 install: $(VENV)/.installed
 
+# requirements-dev.txt locks the runtime's packages and the tools, each with its hashes: pip
+# checks every file it downloads against them. A changed lock reinstalls.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# Regenerates the locks from requirements.in and requirements-dev.in (edit those): what is
+# already locked keeps its version, what is new gets the latest; for any Python 3.11, any OS.
+# To upgrade one package: make lock LOCK_ARGS="--upgrade-package flask".
+LOCK_ARGS ?=
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+lock: install
+	$(UV_COMPILE) --output-file requirements.txt requirements.in
+	$(UV_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 # A local .env with a fresh random JWT secret and passwords; edit it to change any setting.
 .env:

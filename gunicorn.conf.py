@@ -28,7 +28,7 @@ if _own_metrics_dir:
 metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 # The app logs every request itself (JSON, with its request id); gunicorn's own lines use the
-# same handler. orders_app.log imports only the standard library, so gevent can still patch it.
+# same handler. orders_app.log imports only the standard library and orjson, so gevent can still patch it.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -3,8 +3,8 @@ the request id and the order id of the work in hand.
 
 Both ids live in context variables: set per HTTP request (``http.py``), and per message or
 job by the relay, consumer and worker (``log_context``), so an order can be followed from the
-request that created it to the worker that processed it. Imports only the standard library
-(gunicorn's master process loads it, see ``gunicorn.conf.py``).
+request that created it to the worker that processed it. Imports only the standard library and
+orjson (gunicorn's master process loads it before gevent patches, see ``gunicorn.conf.py``).
 """
 
 import json
@@ -14,12 +14,16 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+import orjson
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 order_id_var: ContextVar[str | None] = ContextVar("order_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [request %(request_id)s, order %(order_id)s] %(message)s"
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged too.
 _RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# Datetimes and dataclasses go to ``default=str`` too, as with ``json.dumps``, not orjson's own encoding.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 @contextmanager
@@ -45,6 +49,11 @@ class ContextFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a value JSON has no type for is written as its ``str``.
+
+    orjson writes a request's line in half the time ``json.dumps`` takes (README, Design decisions).
+    """
+
     def format(self, record):
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -59,7 +68,10 @@ class JsonFormatter(logging.Formatter):
         )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str, option=_ORJSON_OPTIONS).decode()
+        except orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits: json writes them
+            return json.dumps(entry, default=str)
 
 
 class _Handler(logging.StreamHandler):
