@@ -65,6 +65,18 @@ def post_fork(server, worker):
     patch_psycopg()
 
 
+def post_request(worker, req, environ, resp):
+    """Let the worker's other connections go first before reading this one's next request.
+
+    Without it a keep-alive connection whose next request has already arrived is served again at
+    once, without returning to gevent's hub, and the other connections wait: measured with 64
+    connections, p50 1 ms but p90 300 ms and requests past 2 s, on a ten-line app as on ours.
+    """
+    import gevent
+
+    gevent.sleep(0)
+
+
 def on_starting(server):
     """Start from an empty metrics directory: files of an earlier run would add old counts."""
     os.makedirs(metrics_dir, exist_ok=True)
