@@ -1,9 +1,11 @@
 """Extension singletons, created once here and bound to an app in ``create_app``."""
 
+import functools
 import json
 
 import flask_limiter
 import flask_smorest
+import orjson
 import redis
 from flask import current_app
 from flask_cors import CORS
@@ -29,10 +31,18 @@ SECURITY_SCHEME = "OAuth2PasswordBearer"
 
 
 class ArgumentsParser(FlaskParser):
-    """webargs' parser, answering 400 (not 500) to JSON nested too deeply to decode.
+    """webargs' parser, answering 400 (not 500) to JSON nested too deeply to decode, and building
+    each schema once.
 
     webargs turns a ``JSONDecodeError`` into its 400 but lets the decoder's ``RecursionError`` out.
+    Given a schema class (as flask-smorest passes its pagination parameters, and the routes their
+    schemas), webargs builds an instance per request: 0.1 ms each on the hot paths.
     """
+
+    def parse(self, argmap, req=None, **kwargs):
+        if isinstance(argmap, type):
+            argmap = _schema_instance(argmap)
+        return super().parse(argmap, req, **kwargs)
 
     def load_json(self, req, schema):
         try:
@@ -41,10 +51,17 @@ class ArgumentsParser(FlaskParser):
             abort(400, exc=error, messages={"json": ["Invalid JSON body."]})
 
 
+@functools.cache
+def _schema_instance(schema_class):
+    """One instance per schema class: marshmallow schemas keep no state between loads."""
+    return schema_class()
+
+
 class Blueprint(flask_smorest.Blueprint):
     """The project's blueprint: auth and error responses declared in one place."""
 
     ARGUMENTS_PARSER = ArgumentsParser()
+    PAGINATION_ARGUMENTS_PARSER = ARGUMENTS_PARSER
     # What the OpenAPI document adds to each operation (see openapi.CommonAnswersPlugin):
     RATE_LIMITED = True  # its endpoints can answer 429
     USES_DATABASE = True  # its endpoints answer 503 while PostgreSQL is unreachable
@@ -139,8 +156,16 @@ class FlaskRedis:
         return current_app.extensions[self.name]
 
 
-# Objects stay readable after commit (no reload query); sessions live for one request.
-db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+# Objects stay readable after commit (no reload query); sessions live for one request. JSONB
+# columns are written and read with orjson (a page of orders parses 20 of them).
+db = SQLAlchemy(
+    model_class=Base,
+    session_options={"expire_on_commit": False},
+    engine_options={
+        "json_serializer": lambda data: orjson.dumps(data).decode(),
+        "json_deserializer": orjson.loads,
+    },
+)
 migrate = Migrate()
 jwt = JWTManager()
 # Limits given as callables are read from the configuration of the app serving the request:

@@ -3,6 +3,7 @@
 Free of HTTP: callers pass a ``Viewer`` and get models back, or a ``ServiceError``.
 """
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from psycopg2.errors import ForeignKeyViolation
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -250,16 +251,33 @@ def list_orders(viewer, owner_id, status=None, after=None, offset=0, limit=20):
     """
     if not viewer.may_see(owner_id):
         raise ForeignOrders()
-    condition = Order.user_id == owner_id
-    if status is not None:
-        condition &= Order.status == status
-    counted = select(func.count()).select_from(select(1).where(condition).limit(COUNT_LIMIT + 1).subquery())
+    page, counted = _listing(by_status=status is not None, by_cursor=after is not None)
+    parameters = {"owner_id": owner_id, "status": status, "count_limit": COUNT_LIMIT + 1}
+    if after is not None:
+        parameters["after_created_at"], parameters["after_id"] = after
     rows = []
     if offset <= MAX_OFFSET:
-        page = select(*Order.__table__.columns, counted.scalar_subquery().label("counted")).where(condition)
-        if after is not None:
-            page = page.where(tuple_(Order.created_at, Order.id) < after)
-        page = page.order_by(Order.created_at.desc(), Order.id.desc()).offset(offset).limit(limit + 1)
-        rows = db.session.execute(page).all()
-    count = rows[0].counted if rows else db.session.scalar(counted)  # past the end: count alone
+        rows = db.session.execute(page, {**parameters, "offset": offset, "limit": limit + 1}).all()
+    count = rows[0].counted if rows else db.session.scalar(counted, parameters)  # past the end: count alone
     return OrderPage(orders=rows[:limit], counted=count, more=len(rows) > limit)
+
+
+@functools.cache
+def _listing(by_status, by_cursor):
+    """The statements of a listing, ``(page, count)``: built once for each kind of listing, since
+    building one costs more than running it; executed with each request's values."""
+    orders = Order.__table__.c
+    condition = orders.user_id == bindparam("owner_id")
+    if by_status:
+        condition &= orders.status == bindparam("status")
+    matching = select(1).where(condition).limit(bindparam("count_limit")).subquery()
+    counted = select(func.count()).select_from(matching)
+    page = select(*orders, counted.scalar_subquery().label("counted")).where(condition)
+    if by_cursor:
+        position = tuple_(
+            bindparam("after_created_at", type_=orders.created_at.type),
+            bindparam("after_id", type_=orders.id.type),
+        )
+        page = page.where(tuple_(orders.created_at, orders.id) < position)
+    page = page.order_by(orders.created_at.desc(), orders.id.desc())
+    return page.offset(bindparam("offset")).limit(bindparam("limit")), counted
