@@ -83,8 +83,8 @@ class Blueprint(flask_smorest.Blueprint):
         """flask-smorest's X-Pagination (its documented override point), for views that also page
         by cursor. Beside ``item_count`` such a view sets on the pagination parameters:
         ``total_known`` (False: the view stopped counting, so no total, total_pages or last_page),
-        ``more`` (whether rows follow this page), ``next_cursor`` (their position) and ``by_cursor``
-        (the page was asked by cursor: no page numbers either).
+        ``next_cursor`` (where the next page starts; None on the last page) and ``by_cursor`` (the
+        page was asked by cursor: no page numbers either).
         """
         if page_params.by_cursor:
             metadata = {}
@@ -97,11 +97,11 @@ class Blueprint(flask_smorest.Blueprint):
             metadata = {"first_page": 1, "page": page}
             if page > 1:
                 metadata["previous_page"] = page - 1
-            if page_params.more:
+            if page_params.next_cursor is not None:
                 metadata["next_page"] = page + 1
         if page_params.total_known:
             metadata["total"] = page_params.item_count
-        if page_params.more:
+        if page_params.next_cursor is not None:
             metadata["next_cursor"] = page_params.next_cursor
         return result, {**(headers or {}), self.PAGINATION_HEADER_NAME: json.dumps(metadata)}
 

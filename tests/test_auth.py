@@ -276,21 +276,31 @@ def test_a_deleted_user_cannot_use_or_refresh_tokens(app, client, alice):
     assert_unauthorized(client.post("/token/refresh", headers=bearer(alice["tokens"]["refresh_token"])))
 
 
+def remembered_then_deleted(app, email):
+    """A user whose token ``app``'s process has seen (so it remembers the user exists), then
+    deleted by hand: ``(client, user, headers)``."""
+    client = app.test_client()
+    user = register(client, email)
+    headers = bearer(login(client, email)["access_token"])
+    assert client.get("/users/me", headers=headers).status_code == 200  # remembered from now on
+    with app.app_context():
+        db.session.delete(db.session.get(User, user["id"]))
+        db.session.commit()
+    return client, user, headers
+
+
+def place_tea(client, headers):
+    body = {"items": [{"name": "Tea", "quantity": 1, "price": 1}]}
+    return client.post("/orders/", json=body, headers=headers)
+
+
 def test_a_user_deleted_while_remembered_cannot_order_and_soon_cannot_read(database):
     """A process remembers for USER_EXISTS_CACHE_SECONDS that a user exists; an order placed
     meanwhile with a deleted user's token is still a 401 (its foreign key refuses it), and once
     the process forgets, every route is."""
     app = make_app(USER_EXISTS_CACHE_SECONDS=1)
-    client = app.test_client()
-    user = register(client, "carol@example.com")
-    headers = bearer(login(client, "carol@example.com")["access_token"])
-    assert client.get("/users/me", headers=headers).status_code == 200  # remembered from now on
-    with app.app_context():
-        db.session.delete(db.session.get(User, user["id"]))
-        db.session.commit()
-    response = client.post(
-        "/orders/", json={"items": [{"name": "Tea", "quantity": 1, "price": 1}]}, headers=headers
-    )
+    client, user, headers = remembered_then_deleted(app, "carol@example.com")
+    response = place_tea(client, headers)
     assert_unauthorized(response)
     assert response.json["message"] == "The token's user no longer exists"
     wait_for(
@@ -305,19 +315,11 @@ def test_a_user_deleted_while_remembered_cannot_order_and_soon_cannot_read(datab
 def test_a_deleted_users_token_gets_one_answer_whichever_check_finds_the_user_gone(database):
     """The token's user lookup, the current user's read and an order's foreign key all answer alike."""
     app = make_app(USER_EXISTS_CACHE_SECONDS=60)
-    client = app.test_client()
-    user = register(client, "dave@example.com")
-    headers = bearer(login(client, "dave@example.com")["access_token"])
-    assert client.get("/users/me", headers=headers).status_code == 200  # remembered from now on
-    with app.app_context():
-        db.session.delete(db.session.get(User, user["id"]))
-        db.session.commit()
+    client, user, headers = remembered_then_deleted(app, "dave@example.com")
     answers = [
         make_app().test_client().get("/users/me", headers=headers),  # a process that never saw the user
         client.get("/users/me", headers=headers),
-        client.post(
-            "/orders/", json={"items": [{"name": "Tea", "quantity": 1, "price": 1}]}, headers=headers
-        ),
+        place_tea(client, headers),
     ]
     for response in answers:
         assert_unauthorized(response)

@@ -109,7 +109,6 @@ class UserOrders(MethodView):
         pagination_parameters.item_count = page.counted
         pagination_parameters.total_known = page.total is not None
         pagination_parameters.by_cursor = after is not None
-        pagination_parameters.more = page.more
-        last = page.orders[-1] if page.orders else None
+        last = page.orders[-1] if page.more else None
         pagination_parameters.next_cursor = last and encode_cursor(last.created_at, last.id)
         return page.orders

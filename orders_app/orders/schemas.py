@@ -101,10 +101,6 @@ class Cursor(fields.Field):
 
     default_error_messages = {"invalid": "Not a cursor this API gave out."}
 
-    def _serialize(self, value, attr, obj, **kwargs):
-        created_at, order_id = value
-        return encode_cursor(created_at, order_id)
-
     def _deserialize(self, value, attr, data, **kwargs):
         try:
             created_at, order_id = base64.urlsafe_b64decode(value.encode("ascii")).decode().split("|")
