@@ -57,6 +57,29 @@ def _schema_instance(schema_class):
     return schema_class()
 
 
+def page_numbers(page, page_size, total, more):
+    """X-Pagination's page numbers as flask-smorest writes them (``_make_pagination_metadata``,
+    which builds a marshmallow schema per request to dump seven integers), and for an uncounted
+    list (``total`` None): ``more`` tells whether a page follows."""
+    if total == 0:
+        return {"total_pages": 0}
+    numbers = {}
+    if total is not None:
+        last_page = (total - 1) // page_size + 1
+        numbers.update(total_pages=last_page, first_page=1, last_page=last_page)
+        if page > last_page:
+            return numbers
+        more = page < last_page
+    else:
+        numbers["first_page"] = 1
+    numbers["page"] = page
+    if page > 1:
+        numbers["previous_page"] = page - 1
+    if more:
+        numbers["next_page"] = page + 1
+    return numbers
+
+
 class Blueprint(flask_smorest.Blueprint):
     """The project's blueprint: auth and error responses declared in one place."""
 
@@ -86,21 +109,13 @@ class Blueprint(flask_smorest.Blueprint):
         ``next_cursor`` (where the next page starts; None on the last page) and ``by_cursor`` (the
         page was asked by cursor: no page numbers either).
         """
-        if page_params.by_cursor:
-            metadata = {}
-        elif page_params.total_known:
-            metadata = self._make_pagination_metadata(
-                page_params.page, page_params.page_size, page_params.item_count
-            )
-        else:
-            page = page_params.page
-            metadata = {"first_page": 1, "page": page}
-            if page > 1:
-                metadata["previous_page"] = page - 1
-            if page_params.next_cursor is not None:
-                metadata["next_page"] = page + 1
+        metadata = {}
         if page_params.total_known:
             metadata["total"] = page_params.item_count
+        if not page_params.by_cursor:
+            total = page_params.item_count if page_params.total_known else None
+            more = page_params.next_cursor is not None
+            metadata.update(page_numbers(page_params.page, page_params.page_size, total, more))
         if page_params.next_cursor is not None:
             metadata["next_cursor"] = page_params.next_cursor
         return result, {**(headers or {}), self.PAGINATION_HEADER_NAME: json.dumps(metadata)}

@@ -15,7 +15,7 @@ import flask_smorest
 import pytest
 from redis import Redis
 
-from orders_app.extensions import limiter
+from orders_app.extensions import limiter, page_numbers
 
 from helpers import PASSWORD, TEST_REDIS_URL, closed_port_url, make_app, place_order
 
@@ -27,7 +27,8 @@ PRIVATE_NAMES_OVERRIDDEN = [
     (flask_smorest.Blueprint, "_verify_check_etag", "warns when a PATCH did not call check_etag"),
     (flask_smorest.Api, "_register_pagination_header", "registers the X-Pagination header component"),
     # flask-smorest's documentation names these two as the way to change X-Pagination
-    # (tests/test_orders_list.py: next_cursor, the total left out beyond the count limit).
+    # (tests/test_orders_list.py: next_cursor, the total left out beyond the count limit);
+    # extensions.page_numbers writes what the second one does (tested equal below).
     (flask_smorest.Blueprint, "_set_pagination_metadata", "writes the X-Pagination header"),
     (flask_smorest.Blueprint, "_make_pagination_metadata", "builds the page numbers of X-Pagination"),
     # Every token is decoded there (tests/test_verified_tokens.py).
@@ -71,6 +72,14 @@ def test_a_patch_with_if_match_is_still_checked(client, alice):
     headers = {**alice["headers"], "If-Match": '"not-the-etag"'}
     response = client.patch(f"/orders/{order['id']}/", json={"status": "PAID"}, headers=headers)
     assert response.status_code == 412
+
+
+@pytest.mark.parametrize("total", [0, 1, 19, 20, 21, 40, 1000])
+@pytest.mark.parametrize("page_size", [1, 20, 100])
+@pytest.mark.parametrize("page", [1, 2, 3, 50, 1001])
+def test_page_numbers_are_flask_smorests(page, page_size, total):
+    expected = flask_smorest.Blueprint._make_pagination_metadata(page, page_size, total)
+    assert {"total": total, **page_numbers(page, page_size, total, more=None)} == expected
 
 
 # flask-smorest and apispec: openapi.CommonAnswersPlugin and Api._register_pagination_header
