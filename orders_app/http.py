@@ -4,11 +4,10 @@ import logging
 import re
 import time
 import uuid
-from contextlib import ExitStack
 
 from flask import g, request
 
-from .log import log_context
+from .log import reset_log_context, set_log_context
 from .metrics import observe_request
 
 log = logging.getLogger("orders_app.requests")
@@ -26,37 +25,47 @@ DOCS_CSP = (
 )
 
 
+# Set on every response; only this module sets them (``add`` appends without looking for a
+# header of the same name first).
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+)
+
+
 def init_app(app):
     @app.before_request
     def enter_log_context():
         g.started = time.perf_counter()
         sent = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = sent if REQUEST_ID_PATTERN.match(sent) else uuid.uuid4().hex
-        g.log_context = ExitStack()
         order_id = (request.view_args or {}).get("order_id")
-        g.log_context.enter_context(log_context(request_id=g.request_id, order_id=order_id))
+        g.log_context = set_log_context(request_id=g.request_id, order_id=order_id)
 
     @app.teardown_request
     def leave_log_context(_error):
         if "log_context" in g:
-            g.pop("log_context").close()
+            reset_log_context(g.pop("log_context"))
 
     @app.after_request
     def finish(response):
-        response.headers[REQUEST_ID_HEADER] = g.request_id
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        is_docs = request.path == "/docs" or request.path.startswith("/docs/")
-        response.headers["Content-Security-Policy"] = DOCS_CSP if is_docs else API_CSP
+        current = request._get_current_object()  # one context lookup instead of one per use
+        method, path, status = current.method, current.path, response.status_code
+        headers = response.headers
+        headers.add(REQUEST_ID_HEADER, g.request_id)
+        for name, value in SECURITY_HEADERS:
+            headers.add(name, value)
+        is_docs = path == "/docs" or path.startswith("/docs/")
+        headers.add("Content-Security-Policy", DOCS_CSP if is_docs else API_CSP)
         duration_ms = round((time.perf_counter() - g.started) * 1000, 2)
-        observe_request(request, response.status_code, duration_ms / 1000)
+        observe_request(current, status, duration_ms / 1000)
         log.info(
             "%s %s %s",
-            request.method,
-            request.path,
-            response.status_code,
-            extra={"method": request.method, "path": request.path, "status": response.status_code,
-                   "duration_ms": duration_ms, "client": request.remote_addr},
+            method,
+            path,
+            status,
+            extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms,
+                   "client": current.remote_addr},
         )  # fmt: skip
         return response

@@ -26,19 +26,29 @@ _RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) 
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
-@contextmanager
-def log_context(request_id=None, order_id=None):
-    """Within the block, log lines carry these ids (``None`` keeps the current one)."""
-    tokens = [
+def set_log_context(request_id=None, order_id=None):
+    """From now on log lines carry these ids (``None`` keeps the current one); returns the tokens
+    that ``reset_log_context`` restores the previous ones with."""
+    return [
         (var, var.set(str(value)))
         for var, value in ((request_id_var, request_id), (order_id_var, order_id))
         if value is not None
     ]
+
+
+def reset_log_context(tokens):
+    for var, token in reversed(tokens):
+        var.reset(token)
+
+
+@contextmanager
+def log_context(request_id=None, order_id=None):
+    """Within the block, log lines carry these ids (``None`` keeps the current one)."""
+    tokens = set_log_context(request_id, order_id)
     try:
         yield
     finally:
-        for var, token in reversed(tokens):
-            var.reset(token)
+        reset_log_context(tokens)
 
 
 class ContextFilter(logging.Filter):
