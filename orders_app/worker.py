@@ -50,6 +50,18 @@ class OrdersWorker(SimpleWorker):
             super().heartbeat(timeout, own_pipeline)
             own_pipeline.execute()
 
+    def set_state(self, state, pipeline=None):
+        """Write the worker's state (what ``rq info`` and rq-dashboard show) when it changes, and
+        with a heartbeat when written on its own: after each job RQ sets IDLE, sends a heartbeat,
+        and sets IDLE again before waiting for the next job; here that is one round trip."""
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+        elif state != self.get_state():
+            with self.connection.pipeline(transaction=False) as own_pipeline:
+                super().set_state(state, own_pipeline)
+                self.heartbeat(pipeline=own_pipeline)
+                own_pipeline.execute()
+
     def get_heartbeat_ttl(self, job, working_time=0.0):
         """How long a started job stays "running" in RQ's started registry without a heartbeat.
 

@@ -54,6 +54,16 @@ def test_a_heartbeat_asking_for_another_ttl_is_sent_at_once(worker, rq_redis):
     assert rq_redis.ttl(worker.key) > worker.dequeue_timeout
 
 
+def test_a_state_set_on_its_own_is_written_with_a_heartbeat_when_it_changes(worker, rq_redis):
+    worker.heartbeat(40)
+    worker.set_state(WorkerStatus.IDLE)
+    assert rq_redis.hget(worker.key, "state") == b"idle"
+    assert rq_redis.ttl(worker.key) > worker.dequeue_timeout
+    rq_redis.hset(worker.key, "state", "overwritten by the test")
+    worker.set_state(WorkerStatus.IDLE)  # no change: nothing written
+    assert rq_redis.hget(worker.key, "state") == b"overwritten by the test"
+
+
 def test_rq_sees_the_worker_busy_during_a_job_then_idle_and_registered_past_its_wait(
     app, client, alice, rq_redis
 ):
