@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
@@ -16,6 +16,7 @@ from orders_app.config import Defaults
 from orders_app.extensions import db
 from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import Order
+from orders_app.worker import OrdersWorker
 
 from helpers import TEST_REDIS_URL, make_app, place_order
 
@@ -26,9 +27,9 @@ def rq_redis():
 
 
 def run_jobs(app, rq_redis, **work_options):
-    """Run queued jobs in this process (``SimpleWorker``), as a worker would."""
+    """Run queued jobs in this process, with the service's worker."""
     with app.app_context():
-        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(
+        OrdersWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(
             burst=True, **work_options
         )
 
