@@ -9,6 +9,11 @@ CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("99999999.99")  # NUMERIC(10, 2)
 
 
+def money_text(amount):
+    """An amount as the API and the events write it: a string with two decimal places."""
+    return str(Decimal(amount).quantize(CENT))
+
+
 # Plain digits, at most two decimals, not zero: "10.50", "7", "0.01".
 AMOUNT_PATTERN = r"^(?!0*(\.0*)?$)\d{1,8}(\.\d{1,2})?$"
 
@@ -38,7 +43,7 @@ class Money(fields.Decimal):
         return amount
 
     def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else str(Decimal(value).quantize(CENT))
+        return None if value is None else money_text(value)
 
 
 def money_openapi_property(_converter, field, ret, **_kwargs):

@@ -1,11 +1,15 @@
-"""OrderSchema writes orders with a fast path (``order_data``): byte for byte what marshmallow
-writes from its fields, for models and for the plain rows the list reads."""
+"""OrderSchema writes orders with a fast path (``order_data``), and new_order events are written
+directly: byte for byte what marshmallow writes from their fields, for models and for the plain
+rows the list and create read."""
 
 import json
+import uuid
 
 import marshmallow
 from sqlalchemy import select, text
 
+from orders_app.events import messages
+from orders_app.events.messages import new_order_event
 from orders_app.extensions import db
 from orders_app.models import Order
 from orders_app.orders import service
@@ -46,3 +50,15 @@ def test_the_fast_path_writes_what_marshmallow_writes(app, client, alice):
             assert as_bytes(OrderSchema(many=True).dump(orders)) == as_bytes(expected)
             assert [as_bytes(schema.dump(order)) for order in orders] == [as_bytes(e) for e in expected]
     assert {order["processed_at"] is None for order in expected} == {True, False}  # both kinds seen
+
+
+def test_the_new_order_event_is_what_its_schema_writes(app, client, alice):
+    placed = place_order(client, alice["headers"], ITEMS)
+    with app.app_context():
+        row = db.session.execute(select(*Order.__table__.columns).where(Order.id == placed["id"])).one()
+        for request_id in ("create-1", None):
+            event = new_order_event(row, request_id)
+            fields = {**event, "event_id": uuid.UUID(event["event_id"]), "order_id": row.id}
+            fields.update(total_price=row.total_price, created_at=row.created_at)
+            assert as_bytes(event) == as_bytes(messages.schema.dump(fields))
+    assert messages.schema.validate(event) == {}  # what the consumer accepts

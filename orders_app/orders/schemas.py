@@ -7,12 +7,11 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
-from decimal import Decimal
 
 from marshmallow import ValidationError, fields, pre_load, validate
 
 from ..models import OrderStatus
-from ..money import CENT, Money
+from ..money import Money, money_text
 from ..schemas import Schema
 
 PAGINATION_PARAMETERS = ("page", "page_size")  # parsed by flask-smorest's @paginate
@@ -74,10 +73,6 @@ class OrderSchema(Schema):
         return order_data(obj)
 
 
-def _money(amount):
-    return str(Decimal(amount).quantize(CENT))
-
-
 def order_data(order):
     """``OrderSchema``'s output for ``order`` (a model, or a row with the same attributes)."""
     processed_at = order.processed_at
@@ -85,10 +80,10 @@ def order_data(order):
         "id": str(order.id),
         "user_id": order.user_id,
         "items": [
-            {"name": item["name"], "quantity": item["quantity"], "price": _money(item["price"])}
+            {"name": item["name"], "quantity": item["quantity"], "price": money_text(item["price"])}
             for item in order.items
         ],
-        "total_price": _money(order.total_price),
+        "total_price": money_text(order.total_price),
         "status": order.status.name,
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat(),
