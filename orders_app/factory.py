@@ -51,7 +51,8 @@ def create_app(overrides=None):
     register_service_error_handlers(app)
     http.init_app(app)
     protection.trust_proxies(app)
-    cors.init_app(app, **protection.cors_options(app.config))
+    if app.config["CORS_ORIGINS"]:  # none allowed: no CORS header to write, nothing to run per request
+        cors.init_app(app, **protection.cors_options(app.config))
     limiter.init_app(app)
     cli.init_app(app)
     metrics_routes.init_app(app)
