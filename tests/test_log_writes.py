@@ -53,10 +53,20 @@ def log(monkeypatch):
     return logger
 
 
+class FirstWriteFails(RecordedWrites):
+    """As when the pipe's reader is gone, once."""
+
+    def write(self, data):
+        if not hasattr(self, "failed"):
+            self.failed = True
+            raise BrokenPipeError
+        return super().write(data)
+
+
 @contextmanager
-def stderr_writes():
+def stderr_writes(recorded=None):
     """The writes made to ``sys.stderr`` within the block."""
-    recorded, saved = RecordedWrites(), sys.stderr
+    recorded, saved = recorded or RecordedWrites(), sys.stderr
     sys.stderr = io.TextIOWrapper(io.BufferedWriter(recorded), encoding="utf-8")
     try:
         yield recorded.writes
@@ -131,6 +141,17 @@ def answers(port):
         return connection.getresponse().status == 200
     except OSError:  # not listening yet
         return False
+
+
+def test_a_failed_write_is_reported_as_logging_reports_it_and_lines_go_on(log):
+    with stderr_writes(FirstWriteFails()) as writes:
+        log.info("first")
+        gevent.sleep(0)  # its write fails
+        log.info("last")
+        gevent.sleep(0)
+    written = b"".join(writes).decode()
+    assert "--- Logging error ---" in written and "BrokenPipeError" in written  # not raised into the loop
+    assert '"message":"last"' in written
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
