@@ -141,6 +141,11 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
         wait_for(serving, timeout=60, message="make run serving")
         wait_for(lambda: "Consuming queue" in log.read_text(), message="the consumer")
         processes = descendants(make.pid)
+        # A lone request's line is in the terminal well within a second (the web writes at once
+        # when idle, honcho re-prints at once).
+        request_id = f"make-run-{signum.name}"
+        assert stack.call("GET", "/health", headers={"X-Request-ID": request_id})[0] == 200
+        wait_for(lambda: request_id in log.read_text(), timeout=1, message="the request's line")
         assert stack.call("POST", "/register/", {"email": "run@example.com", "password": PASSWORD})[0] == 201
         form = {"username": "run@example.com", "password": PASSWORD}
         status, tokens = stack.call("POST", "/token", form=form)
@@ -168,5 +173,6 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
     output = log.read_text()
     exits = dict(re.findall(r"(\w+)\.1 stopped \(rc=(-?\d+)\)", output))
     assert {name: exits.get(name) for name in GRACEFUL} == dict.fromkeys(GRACEFUL, "0"), output[-3000:]
+    assert "Worker exiting" in output  # the web worker's last line, logged after its event loop stopped
     # make run created and migrated the exported database, and never touched the one in .env.
     assert drop_databases(DATABASE_URL.database, WRONG_DATABASE) == [True, False]
