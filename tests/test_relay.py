@@ -3,9 +3,12 @@
 import json
 import signal
 
-from sqlalchemy import select
+import pytest
+from pika.exceptions import UnroutableError
+from sqlalchemy import select, text
 
 from orders_app.events.relay import Relay
+from orders_app.events.topology import connect
 from orders_app.extensions import db
 from orders_app.models import OutboxEvent
 
@@ -136,3 +139,34 @@ def test_a_relay_killed_midway_and_restarted_loses_nothing(app, broker, topology
     message_ids = [properties.message_id for properties, _ in drain(broker, topology.queue)]
     assert set(message_ids) == event_ids  # nothing lost
     assert len(message_ids) - len(event_ids) <= 5  # at most the batch in flight, twice
+
+
+def test_a_batch_cut_short_marks_exactly_the_events_the_broker_confirmed(app, broker, topology):
+    """An unroutable event (``mandatory``) stops the batch: those before it are marked published,
+    it and those after it stay pending, in order, for the next batch."""
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO outbox_events (id, event_type, payload, created_at) "
+                "SELECT gen_random_uuid(), CASE WHEN n = 3 THEN 'unroutable' ELSE 'new_order' END, "
+                "jsonb_build_object('order_id', n), now() + n * interval '1 ms' "
+                "FROM generate_series(1, 5) AS n"
+            )
+        )
+        db.session.commit()
+        relay = Relay()
+        connection = connect(app.config)
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            with pytest.raises(UnroutableError):
+                relay.publish_batch(channel)
+        finally:
+            connection.close()
+        pending = db.session.execute(
+            select(
+                OutboxEvent.payload["order_id"].as_integer(), OutboxEvent.published_at.is_not(None)
+            ).order_by(OutboxEvent.created_at)
+        ).all()
+    assert pending == [(1, True), (2, True), (3, False), (4, False), (5, False)]
+    assert [json.loads(body)["order_id"] for _, body in drain(broker, topology.queue)] == [1, 2]

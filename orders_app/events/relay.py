@@ -22,7 +22,7 @@ import redis
 from flask import current_app
 from pika.exceptions import AMQPError
 from psycopg2 import sql
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import housekeeping
@@ -36,6 +36,21 @@ from .outbox import NOTIFY_CHANNEL
 from .topology import Topology, connect
 
 log = logging.getLogger(__name__)
+
+# Built once: a batch of pending events (plain rows, oldest first, locked), and one UPDATE marking
+# those the broker confirmed (instead of one per event, flushed by the ORM).
+_CLAIM_PENDING = (
+    select(OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.payload)
+    .where(OutboxEvent.published_at.is_(None))
+    .order_by(OutboxEvent.created_at)
+    .limit(bindparam("batch_size"))
+    .with_for_update(skip_locked=True)
+)
+_MARK_PUBLISHED = (
+    update(OutboxEvent)
+    .where(OutboxEvent.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=func.clock_timestamp())
+)
 
 
 class Relay:
@@ -100,20 +115,17 @@ class Relay:
 
     def publish_batch(self, channel):
         """Publish up to one batch of pending events; return how many were claimed."""
-        events = db.session.scalars(
-            select(OutboxEvent)
-            .where(OutboxEvent.published_at.is_(None))
-            .order_by(OutboxEvent.created_at)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
-        ).all()
+        events = db.session.execute(_CLAIM_PENDING, {"batch_size": self.batch_size}).all()
+        confirmed = []
         try:
             for event in events:
                 self._publish(channel, event)
                 EVENTS_PUBLISHED.inc()
-                event.published_at = func.clock_timestamp()
+                confirmed.append(event.id)
         finally:
-            db.session.commit()  # what the broker confirmed is marked; the rest is unlocked
+            if confirmed:  # what the broker confirmed is marked; the rest is unlocked
+                db.session.execute(_MARK_PUBLISHED, {"ids": confirmed})
+            db.session.commit()
         return len(events)
 
     def _publish(self, channel, event):
