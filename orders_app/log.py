@@ -85,6 +85,10 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(entry, default=str)
 
 
+# How soon a write that found the handler's lock held tries again.
+RETRY_SECONDS = 0.005
+
+
 class _Handler(logging.StreamHandler):
     """The service's handler on the root logger: told apart so it is installed once, and
     writing to whatever ``sys.stderr`` is at the time (redirected, or captured by pytest).
@@ -101,6 +105,7 @@ class _Handler(logging.StreamHandler):
     def __init__(self):
         super().__init__()
         self._pending = []  # (record, line) logged since the last write
+        self._retry = None  # the loop's timer of a write the lock held off
 
     @property
     def stream(self):
@@ -120,7 +125,20 @@ class _Handler(logging.StreamHandler):
             self.handleError(record)
             return
         if len(self._pending) == 1:
-            self.loop.run_callback_threadsafe(self.flush)  # safe from gevent's thread pool too
+            self.loop.run_callback_threadsafe(self._write_pending)  # safe from gevent's thread pool too
+
+    def _write_pending(self):
+        """The loop's callback. The loop itself must never wait for the lock: while it is held (by
+        a thread, or by a greenlet that yielded while formatting a line), it tries again shortly;
+        the lines stay pending meanwhile, and no later line schedules another write."""
+        if not self.lock.acquire(blocking=False):
+            self._retry = self.loop.timer(RETRY_SECONDS)  # kept: the loop must not lose it
+            self._retry.start(self._write_pending)
+            return
+        try:
+            self.flush()
+        finally:
+            self.lock.release()
 
     def flush(self):
         """Write the pending lines, then flush the stream (also at exit: ``logging.shutdown``)."""

@@ -199,3 +199,29 @@ def test_two_workers_lines_reach_a_slow_reader_whole_together_and_all_of_them(si
     served = [line["request_id"] for line in lines if line.get("request_id", "").startswith("burst-")]
     assert sorted(served) == sorted(request_ids)
     assert sum(line["message"].startswith("Worker exiting") for line in lines) == 2
+
+
+def test_a_write_the_lock_holds_off_is_tried_again(log):
+    """The loop never waits on the handler's lock (under gevent that raises): it tries again."""
+    handler = log.handlers[0]
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with handler.lock:
+            held.set()
+            release.wait(5)
+
+    with stderr_writes() as writes:
+        log.info("held off")
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        assert held.wait(5)
+        gevent.sleep(0.05)  # turns of the loop: its write finds the lock held
+        assert writes == []
+        release.set()
+        holder.join(5)
+        log.info("after")
+        deadline = time.monotonic() + 5
+        while len(messages(b"".join(writes))) < 2 and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+    assert messages(b"".join(writes)) == ["held off", "after"]
