@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from contextlib import redirect_stderr
+from contextlib import closing, redirect_stderr
 
 import psycopg2
 import redis
@@ -62,7 +62,7 @@ def main():
     scenario = arguments[0] if arguments else "get_cached"
     count = int(arguments[1]) if len(arguments) > 1 else 2000
     if "--instructions" in sys.argv and not os.environ.get(UNDER_CALLGRIND):
-        return count_instructions(count)
+        return count_instructions(scenario, count)
     connection = psycopg2.connect(DATABASE_URL)
     with connection.cursor() as cursor:
         # The users who share the orders, not the listing scenarios' users with thousands each.
@@ -77,8 +77,9 @@ def main():
     def call(order_id, environ):
         if scenario == "get_db":
             cache.delete(f"order:{order_id}")
-        for _chunk in app.wsgi_app(environ, lambda status, headers, exc_info=None: None):
-            pass
+        with closing(app.wsgi_app(environ, lambda status, headers, exc_info=None: None)) as response:
+            for _chunk in response:
+                pass
 
     def run(requests):
         """Each request through ``itertools.starmap``: what callgrind counts (nothing else uses it)."""
@@ -99,7 +100,7 @@ def main():
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(35)
 
 
-def count_instructions(count):
+def count_instructions(scenario, count):
     """Run this script again under callgrind, collecting inside the measured loop only."""
     command = [
         "valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next",
@@ -109,7 +110,6 @@ def count_instructions(count):
     collected = re.search(r"Collected : (\d+)", run.stderr)
     if run.returncode or not collected:
         sys.exit(f"callgrind failed:\n{run.stderr[-2000:]}")
-    scenario = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "--instructions" else "get_cached"
     print(f"{scenario}: {int(collected[1]) // count} instructions per request, in process")
 
 
