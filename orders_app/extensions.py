@@ -7,7 +7,7 @@ import flask_limiter
 import flask_smorest
 import orjson
 import redis
-from flask import current_app
+from flask import current_app, request
 from flask_cors import CORS
 from flask_jwt_extended import jwt_required
 from flask_migrate import Migrate
@@ -18,9 +18,9 @@ from webargs.flaskparser import FlaskParser, abort
 
 from . import redis_client
 from .auth.jwt_manager import JWTManager
-from .errors import ErrorBodyMixin
+from .errors import RETRY_LATER, ErrorBodyMixin
 from .openapi import DocumentMixin
-from .protection import configured_limit, is_exempt, rate_limit_key
+from .protection import ADDRESS_KEYED_ENDPOINTS, configured_limit, is_exempt, rate_limit_key
 
 
 class Base(DeclarativeBase):
@@ -154,6 +154,16 @@ class Limiter(flask_limiter.Limiter):
     def init_app(self, app):
         self._storage_dead = False
         super().init_app(app)
+
+    def _check_request_limit(self, callable_name=None, in_middleware=True):
+        """flask-limiter's check, failing closed where passwords are tried: while its storage is
+        down (counting in memory), ``/token`` and ``/register/`` answer 503, as the in-memory
+        fallback holds none of their limits. Private in flask-limiter (the one hook both its
+        ``before_request`` and its decorators call): pinned in tests/test_library_contracts.py.
+        """
+        super()._check_request_limit(callable_name, in_middleware)
+        if self._storage_dead and request.endpoint in ADDRESS_KEYED_ENDPOINTS:
+            flask_smorest.abort(503, message="Rate limits unavailable; retry shortly", headers=RETRY_LATER)
 
 
 class FlaskRedis:
