@@ -2,6 +2,7 @@
 
 import functools
 import hashlib
+import ipaddress
 import logging
 import re
 
@@ -58,7 +59,14 @@ def never_raises(fallback):
 
 
 def client_address_key():
-    return f"ip:{request.remote_addr}"
+    """``ip:<client address>``; an IPv6 client by its /64, the smallest block a host is usually given."""
+    try:
+        address = ipaddress.ip_address(request.remote_addr)
+    except ValueError:
+        return f"ip:{request.remote_addr}"
+    if address.version == 6:
+        address = address.ipv4_mapped or ipaddress.IPv6Network((address, 64), strict=False)
+    return f"ip:{address}"
 
 
 @never_raises(fallback=client_address_key)

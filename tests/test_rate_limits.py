@@ -317,3 +317,24 @@ def test_while_the_limiters_redis_is_down_logins_and_registrations_answer_503(da
         assert attacker.get("/users/me").status_code == 401  # the rest is served (limited in memory)
     finally:
         redis_proxy.stop()
+
+
+def test_ipv6_clients_share_the_budget_of_their_64(database):
+    app = make_app()
+    addresses = [f"2001:db8:1:2:{n:x}::{n:x}" for n in range(1, 6)]  # five hosts of one /64
+    assert [register_many(client_from(app, a), 1, a.replace(":", "-"))[0] for a in addresses] == [201] * 5
+    assert register_many(client_from(app, "2001:db8:1:2:ffff::1"), 1, "sixth") == [429]
+    assert register_many(client_from(app, "2001:db8:1:3::1"), 1, "next64") == [201]  # another /64
+
+
+@pytest.mark.parametrize(
+    "address, key",
+    [
+        ("203.0.113.7", "ip:203.0.113.7"),
+        ("::ffff:203.0.113.7", "ip:203.0.113.7"),
+        ("2001:db8::1", "ip:2001:db8::/64"),
+    ],
+)
+def test_the_address_key_of_ipv4_is_the_address_and_of_ipv6_its_64(database, address, key):
+    register_many(client_from(make_app(), address), 1)
+    assert any(f"/{key}/" in stored for stored in rate_limit_keys()), rate_limit_keys()
