@@ -2,6 +2,7 @@
 
 import functools
 import json
+import logging
 
 import flask_limiter
 import flask_smorest
@@ -21,6 +22,8 @@ from .auth.jwt_manager import JWTManager
 from .errors import RETRY_LATER, ErrorBodyMixin
 from .openapi import DocumentMixin
 from .protection import ADDRESS_KEYED_ENDPOINTS, configured_limit, is_exempt, rate_limit_key
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -154,6 +157,17 @@ class Limiter(flask_limiter.Limiter):
     def init_app(self, app):
         self._storage_dead = False
         super().init_app(app)
+
+    def give_back(self, key_func):
+        """Take back the hit this request made on its limits keyed by ``key_func`` (fixed windows,
+        the default strategy, count down). Logged, not raised, if the storage fails meanwhile."""
+        key = key_func()
+        for limit in self.current_limits:
+            if key in limit.request_args:
+                try:
+                    self.limiter.hit(limit.limit, *limit.request_args, cost=-1)
+                except self.storage.base_exceptions as error:
+                    log.warning("Could not give back a rate-limit hit (%r)", error)
 
     def _check_request_limit(self, callable_name=None, in_middleware=True):
         """flask-limiter's check, failing closed where passwords are tried: while its storage is

@@ -101,10 +101,6 @@ def login_username_key():
     return "username:" + hashlib.sha256(account.encode(errors="surrogatepass")).hexdigest()
 
 
-def is_failed_login(response):
-    return response.status_code == 401
-
-
 def configured_limit(key):
     """A limit read from the configuration at request time (so tests and FLASK_ settings change it)."""
     return lambda: current_app.config[key]

@@ -1,6 +1,8 @@
 """The API, protection: rate limits on Redis, per user or per client IP."""
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask import request
@@ -338,3 +340,21 @@ def test_ipv6_clients_share_the_budget_of_their_64(database):
 def test_the_address_key_of_ipv4_is_the_address_and_of_ipv6_its_64(database, address, key):
     register_many(client_from(make_app(), address), 1)
     assert any(f"/{key}/" in stored for stored in rate_limit_keys()), rate_limit_keys()
+
+
+def test_concurrent_guesses_verify_at_most_the_cap(database):
+    """The issue's race: 40 concurrent wrong passwords from 40 addresses were all verified (cap 10),
+    each counted only after its 401."""
+    app = make_app(RATELIMIT_TOKEN_PER_USERNAME="10/hour", PASSWORD_HASH_MEMORY_COST=8192)
+    register(client_from(app, "10.4.0.1"), "raced@example.com")
+    start = threading.Barrier(40)
+
+    def guess(n):
+        client = client_from(app, f"10.4.1.{n}")
+        start.wait()
+        return wrong_logins(client, "raced@example.com", 1)[0]
+
+    with ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(guess, range(40)))
+    assert statuses.count(401) + statuses.count(429) == 40
+    assert statuses.count(401) <= 10  # each 401 verified a password

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import BEARER_CHALLENGE, RETRY_LATER
 from ..extensions import Blueprint, db, limiter
 from ..models import User
-from ..protection import configured_limit, is_failed_login, login_username_key
+from ..protection import configured_limit, login_username_key
 from . import passwords, tokens
 from .identity import current_user
 from .schemas import LogoutSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
@@ -35,10 +35,10 @@ def register(data):
 
 @blp.route("/token", methods=["POST"])
 @limiter.limit(configured_limit("RATELIMIT_TOKEN"))
-# Guesses per account, whatever the addresses: only failed logins count.
-@limiter.limit(
-    configured_limit("RATELIMIT_TOKEN_PER_USERNAME"), key_func=login_username_key, deduct_when=is_failed_login
-)
+# Guesses per account, whatever the addresses: each attempt counts before its password is
+# verified (concurrent guesses cannot all pass a check made before any of them was counted);
+# a successful login gives its attempt back.
+@limiter.limit(configured_limit("RATELIMIT_TOKEN_PER_USERNAME"), key_func=login_username_key)
 @blp.arguments(TokenRequestSchema, location="json_or_form")
 @blp.response(200, TokenSchema)
 @blp.error(401, "Wrong email or password")
@@ -47,6 +47,7 @@ def issue_token(data):
     user = db.session.scalar(select(User).where(User.email == data["username"]))
     if not passwords.verify_password(user and user.password_hash, data["password"]):
         abort(401, message="Wrong email or password", headers=BEARER_CHALLENGE)
+    limiter.give_back(login_username_key)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(data["password"])
         db.session.commit()
