@@ -202,6 +202,25 @@ def test_refresh_while_redis_is_down_is_503(database, alice):
     assert_error(refresh(client, alice["tokens"]["refresh_token"]), 503)
 
 
+def test_token_answers_are_never_stored_errors_included(database, alice):
+    """RFC 6749 5.1: every answer of /token and /token/refresh, whatever its status."""
+    client = make_app(RATELIMIT_TOKEN="3/minute").test_client()
+    stolen = alice["tokens"]["refresh_token"]
+    answers = {
+        200: client.post("/token", data={"username": "alice@example.com", "password": PASSWORD}),
+        401: client.post("/token", data={"username": "alice@example.com", "password": "wrong-pass"}),
+        422: client.post("/token", data={"username": "alice@example.com"}),
+        429: client.post("/token", data={"username": "alice@example.com", "password": PASSWORD}),
+        "refresh 200": refresh(client, stolen),
+        "refresh 401": refresh(client, stolen),
+        "refresh 503": refresh(make_app(REDIS_URL=closed_port_url("redis", "/0")).test_client(), stolen),
+    }
+    assert [answer.status_code for answer in answers.values()] == [200, 401, 422, 429, 200, 401, 503]
+    for answer in answers.values():
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["Pragma"] == "no-cache"
+
+
 def test_users_me_returns_the_caller(client, alice):
     response = client.get("/users/me", headers=alice["headers"])
     assert response.status_code == 200

@@ -1,6 +1,7 @@
 """Auth endpoints: register, OAuth2 password-flow token, refresh, logout, current user."""
 
 import redis
+from flask import request
 from flask_jwt_extended import get_jwt
 from flask_smorest import abort
 from sqlalchemy import select
@@ -15,6 +16,16 @@ from .identity import current_user
 from .schemas import LogoutSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
 
 blp = Blueprint("auth", __name__, description="Registration, tokens and the current user")
+# Their answers carry tokens: no cache may keep one, errors included (RFC 6749 5.1).
+NEVER_STORED = {"auth.issue_token", "auth.refresh_token"}
+
+
+@blp.after_request
+def never_store_tokens(response):
+    if request.endpoint in NEVER_STORED:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    return response
 
 
 @blp.route("/register/", methods=["POST"])
