@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from argon2 import PasswordHasher
-from flask_jwt_extended import decode_token
+from flask_jwt_extended import create_refresh_token, decode_token
 from redis import Redis
 from sqlalchemy import select
 
@@ -195,6 +195,28 @@ def test_rotated_refresh_tokens_keep_their_family_and_its_revocation_lives_as_lo
     refresh(client, first)  # replayed
     ttl = app.extensions["cache_redis"].ttl(f"jwt:revoked-family:{claims_of(first)['fam']}")
     assert 30 * 24 * 3600 - 10 <= ttl <= 30 * 24 * 3600
+
+
+def refresh_token_of_a_login(app, user_id, days_ago):
+    with app.app_context():
+        login_time = int(time.time() - days_ago * 24 * 3600)
+        return create_refresh_token(str(user_id), additional_claims={"fam": "f1", "auth_time": login_time})
+
+
+def test_a_login_rotates_its_refresh_tokens_for_refresh_family_max_days_at_most(database, alice):
+    app = make_app(JWT_REFRESH_FAMILY_MAX_DAYS=7)
+    client = app.test_client()
+    young = refresh_token_of_a_login(app, alice["user"]["id"], days_ago=6.9)
+    rotated = refresh(client, young)
+    assert rotated.status_code == 200
+    assert claims_of(rotated.json["refresh_token"])["auth_time"] == claims_of(young)["auth_time"]
+    old = refresh(client, refresh_token_of_a_login(app, alice["user"]["id"], days_ago=7.1))
+    assert_unauthorized(old)
+    assert old.json["message"] == "Session expired: log in again"
+
+
+def test_a_login_starts_its_family_now(alice):
+    assert abs(claims_of(alice["tokens"]["refresh_token"])["auth_time"] - time.time()) < 60
 
 
 def test_refresh_while_redis_is_down_is_503(database, alice):

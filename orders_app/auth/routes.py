@@ -73,16 +73,19 @@ def refresh_token():
     """A new token pair for a refresh token (sent as the Bearer token).
 
     Each refresh token works once. Presenting a used one again revokes every refresh token
-    descended from the same login: log in again.
+    descended from the same login: log in again. A login's refresh tokens rotate for 30 days at
+    most (``JWT_REFRESH_FAMILY_MAX_DAYS``); then log in again.
     """
     user, claims = current_user(), get_jwt()
+    if tokens.family_expired(claims):
+        abort(401, message="Session expired: log in again", headers=BEARER_CHALLENGE)
     try:
         first_use = tokens.rotate(claims)
     except redis.RedisError:
         abort(503, message="Cannot rotate the refresh token right now; try again shortly")
     if not first_use:
         abort(401, message="Token has been revoked", headers=BEARER_CHALLENGE)
-    return tokens.issue_tokens(user, family=claims.get(tokens.FAMILY_CLAIM))
+    return tokens.issue_tokens(user, rotated=claims)
 
 
 @blp.route("/logout", methods=["POST"])

@@ -1,8 +1,9 @@
 """Token issuing, refresh-token rotation and the Redis blocklist of revoked tokens.
 
-Every login starts a *family*: its refresh token carries the family id (claim ``fam``), and so
-does each refresh token rotated from it. A refresh token works once; presenting one that was
-already used (a stolen copy, replayed) revokes its whole family (OAuth 2.0 Security BCP).
+Every login starts a *family*: its refresh token carries the family id (claim ``fam``) and the
+login's time (claim ``auth_time``), and so does each refresh token rotated from it. A refresh
+token works once; presenting one that was already used (a stolen copy, replayed) revokes its
+whole family (OAuth 2.0 Security BCP). A family lives ``JWT_REFRESH_FAMILY_MAX_DAYS`` at most.
 """
 
 import logging
@@ -18,6 +19,7 @@ from ..extensions import cache_redis
 log = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "fam"
+LOGIN_TIME_CLAIM = "auth_time"  # OpenID Connect's name for when the user authenticated
 
 
 def _blocklist_key(jti):
@@ -28,19 +30,34 @@ def _family_key(family):
     return f"jwt:revoked-family:{family}"
 
 
-def issue_tokens(user, family=None):
-    """The OAuth2 token response body for ``user``; the refresh token joins ``family`` (or a new one)."""
+def issue_tokens(user, rotated=None):
+    """The OAuth2 token response body for ``user``; the refresh token carries on the family of
+    ``rotated`` (the claims of the refresh token it replaces), or starts one."""
     config = current_app.config
+    if rotated and rotated.get(FAMILY_CLAIM):
+        family = {FAMILY_CLAIM: rotated[FAMILY_CLAIM], LOGIN_TIME_CLAIM: _login_time(rotated)}
+    else:
+        family = {FAMILY_CLAIM: uuid.uuid4().hex, LOGIN_TIME_CLAIM: _now()}
     return {
         "access_token": create_access_token(
             identity=str(user.id), additional_claims={"is_admin": user.is_admin}
         ),
         "token_type": "bearer",
         "expires_in": int(config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
-        "refresh_token": create_refresh_token(
-            identity=str(user.id), additional_claims={FAMILY_CLAIM: family or uuid.uuid4().hex}
-        ),
+        "refresh_token": create_refresh_token(identity=str(user.id), additional_claims=family),
     }
+
+
+def family_expired(payload):
+    """Whether the login that started this refresh token's family is older than
+    ``JWT_REFRESH_FAMILY_MAX_DAYS``: rotation stops there, however often it happened."""
+    max_age = current_app.config["JWT_REFRESH_FAMILY_MAX_DAYS"] * 24 * 3600
+    return _now() - _login_time(payload) > max_age
+
+
+def _login_time(payload):
+    """A refresh token's login time; one issued before the claim existed counts from its own issue."""
+    return payload.get(LOGIN_TIME_CLAIM, payload["iat"])
 
 
 def revoke(payload):
@@ -104,5 +121,9 @@ def is_revoked(_header, payload):
     return revoked
 
 
+def _now():
+    return int(datetime.now(UTC).timestamp())
+
+
 def _seconds_left(payload):
-    return max(payload["exp"] - int(datetime.now(UTC).timestamp()), 1)
+    return max(payload["exp"] - _now(), 1)
