@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from . import housekeeping
 from .auth.passwords import hash_password
-from .auth.schemas import PASSWORD_LENGTH, LowerCaseEmail
+from .auth.schemas import LowerCaseEmail, RegisterSchema
 from .config import web_connections, web_workers
 from .database import create_database_if_missing
 from .events.relay import Relay
@@ -112,10 +112,9 @@ def create_admin(email, password_stdin):
             password = sys.stdin.readline().rstrip("\r\n")
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-        try:
-            PASSWORD_LENGTH(password)
-        except ValidationError as error:
-            raise click.BadParameter(" ".join(error.messages), param_hint="password") from None
+        problems = RegisterSchema().validate({"email": email, "password": password}).get("password")
+        if problems:
+            raise click.BadParameter(" ".join(problems), param_hint="password")
         user = User(email=email, password_hash=hash_password(password))
         db.session.add(user)
     user.is_admin = True

@@ -94,9 +94,40 @@ def test_invalid_registrations_are_422_with_the_field_named(client, body, field)
     assert field in response.json["errors"]["json"]
 
 
+LONG_PASSWORD = ("Ocean tiger 42 violin " * 6)[:128]
+
+
+def password_errors(client, password, email="a@example.com"):
+    response = client.post("/register/", json={"email": email, "password": password})
+    assert_error(response, 422)
+    return response.json["errors"]["json"]["password"]
+
+
 def test_password_length_limits_are_inclusive(client):
-    register(client, "eight@example.com", password="x" * 8)
-    register(client, "long@example.com", password="x" * 128)
+    assert password_errors(client, "Tq7#vZp") == ["Length must be between 8 and 128."]
+    assert password_errors(client, LONG_PASSWORD + "x") == ["Length must be between 8 and 128."]
+    register(client, "long@example.com", password=LONG_PASSWORD)  # zxcvbn itself refuses over 72
+
+
+def test_eight_characters_pass_the_length_rule_but_zxcvbn_rates_none_strong_enough(client):
+    [problem] = password_errors(client, "Tq7#vZp!")
+    assert problem.startswith("Too easy to guess.")
+
+
+@pytest.mark.parametrize(
+    "password, reason",
+    [
+        ("password123", "This is a very common password."),
+        ("qwertyuiopasdf", "This is similar to a commonly used password."),
+        ("aaaaaaaaaaaaaaaa", 'Repeats like "aaa" are easy to guess.'),
+        ("carol@example.com", ""),  # the email itself
+        ("x" * 40 + "Tq7#vZp!kL2@", 'Repeats like "aaa" are easy to guess.'),  # judged on its first 40
+    ],
+)
+def test_guessable_passwords_are_422_saying_why(client, password, reason):
+    [problem] = password_errors(client, password, email="carol@example.com")
+    assert problem.startswith("Too easy to guess.")
+    assert reason in problem
 
 
 # --- token ----------------------------------------------------------------------------------

@@ -65,13 +65,21 @@ def test_create_admin_takes_no_password_argument(app):
         assert db.session.scalar(select(User)) is None
 
 
-@pytest.mark.parametrize("email, password", [("not-an-email", PASSWORD), ("x@example.com", "short")])
-def test_create_admin_rejects_bad_input(app, email, password):
+@pytest.mark.parametrize(
+    "email, password, problem",
+    [
+        ("not-an-email", PASSWORD, "Not a valid email address."),
+        ("x@example.com", "short", "Length must be between 8 and 128."),
+        ("x@example.com", "password123", "Too easy to guess. This is a very common password."),
+    ],
+)
+def test_create_admin_rejects_bad_input(app, email, password, problem):
     result = app.test_cli_runner().invoke(
         args=["create-admin", email, "--password-stdin"], input=f"{password}\n"
     )
     assert result.exit_code == 2
     assert "Invalid value" in result.output
+    assert problem in result.output
     with app.app_context():
         assert db.session.scalar(select(User)) is None
 
