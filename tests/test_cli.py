@@ -11,6 +11,7 @@ from orders_app.models import User
 from helpers import (
     PASSWORD,
     TEST_DATABASE_URL,
+    TEST_REDIS_URL,
     bearer,
     claims_of,
     closed_port_url,
@@ -207,3 +208,15 @@ def test_a_user_deleted_through_the_orm_loses_access_on_the_next_request(databas
     response = client.get(f"/orders/user/{user['id']}/", headers=headers)
     assert response.status_code == 401
     assert response.json["message"] == "Token has been revoked"
+
+
+def test_a_token_issued_while_redis_was_down_ends_once_redis_is_back_if_the_role_changed(app, client, admin):
+    """While Redis is down a login cannot read the user's version: its tokens say 0, which is
+    refused once Redis is back if the role changed since (here: the admin was demoted before)."""
+    app.test_cli_runner().invoke(args=["set-admin", "admin@example.com", "--revoke"])
+    during_outage = make_app(REDIS_URL=closed_port_url("redis", "/0"), RATELIMIT_STORAGE_URI=TEST_REDIS_URL)
+    tokens = login(during_outage.test_client(), "admin@example.com")
+    assert claims_of(tokens["access_token"])["ver"] == 0
+    assert client.get("/users/me", headers=bearer(tokens["access_token"])).status_code == 401
+    with during_outage.app_context():
+        db.engine.dispose()

@@ -335,6 +335,7 @@ def test_ipv6_clients_share_the_budget_of_their_64(database):
         ("203.0.113.7", "ip:203.0.113.7"),
         ("::ffff:203.0.113.7", "ip:203.0.113.7"),
         ("2001:db8::1", "ip:2001:db8::/64"),
+        ("unknown", "ip:unknown"),  # not an address (a proxy's X-Forwarded-For may say anything)
     ],
 )
 def test_the_address_key_of_ipv4_is_the_address_and_of_ipv6_its_64(database, address, key):
