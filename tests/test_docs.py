@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orders_app.config import Defaults
 
@@ -193,3 +194,17 @@ def test_the_site_works_offline_with_its_diagrams_rendered(site, offline_browser
     assert requested and all(url.startswith(("file:", "data:", "blob:")) for url in requested), requested
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors
+
+
+def test_every_alert_has_a_runbook():
+    alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    names = {rule["alert"] for group in alerts["groups"] for rule in group["rules"]}
+    runbooks = set(re.findall(r"^## (\w+)$", (ROOT / "docs/runbooks.md").read_text(), re.M))
+    assert names - runbooks == set(), "alerts without a runbook"
+
+
+def test_the_readme_is_a_short_front_page_whose_links_resolve():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for link in re.findall(r"\]\(((?!https?:)[^)#]+)", readme):
+        assert (ROOT / link).exists(), link
