@@ -93,5 +93,7 @@ def npm_file(package, version, integrity, member):
             with tarfile.open(tarball) as archive:
                 content = archive.extractfile(member).read()
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_bytes(content)
+        partial = cached.with_suffix(".partial")  # a build stopped midway leaves no half file
+        partial.write_bytes(content)
+        partial.replace(cached)
     return cached
