@@ -208,3 +208,15 @@ def test_the_readme_is_a_short_front_page_whose_links_resolve():
     assert len(readme.splitlines()) <= 200
     for link in re.findall(r"\]\(((?!https?:)[^)#]+)", readme):
         assert (ROOT / link).exists(), link
+
+
+def test_the_tests_the_guarantees_cite_exist():
+    """`test_x.py::test_y`, and `::test_z` for another test of the same file."""
+    page = (ROOT / "docs/guarantees.md").read_text()
+    cited, module = [], None
+    for file, name in re.findall(r"`(test_\w+\.py)?::(test_\w+)`", page):
+        module = file or module
+        cited.append((module, name))
+    assert len(cited) > 30
+    for module, name in cited:
+        assert re.search(rf"^def {name}\(", (ROOT / "tests" / module).read_text(), re.M), (module, name)
