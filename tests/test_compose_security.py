@@ -8,13 +8,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
 from redis import Redis
 from redis.exceptions import NoPermissionError
 from rq import Queue, SimpleWorker
-from rq_dashboard.cli import make_flask_app
+from rq.serializers import JSONSerializer
+from test_rq_dashboard import LOGIN, status_of
 
 from helpers import ROOT, free_port, wait_for
 
@@ -134,6 +136,8 @@ def test_the_templates_are_filled_in_from_the_environment():
     assert "user rq-dashboard on >dashboard-secret ~rq:* " in filled.stdout and "${" not in filled.stdout
     missing = fill_in("deploy/redis/users.acl", REDIS_PASSWORD="admin-secret")
     assert missing.returncode == 1 and "REDIS_SERVICE_PASSWORD is not set" in missing.stderr
+    example = fill_in("deploy/redis/users.acl", **REDIS_PASSWORDS | {"REDIS_WORKER_PASSWORD": "Change-Me"})
+    assert example.returncode == 1 and "REDIS_WORKER_PASSWORD is the example value" in example.stderr
     definitions = fill_in("deploy/rabbitmq/definitions.json", ORDERS_PASSWORD="o", ADMIN_PASSWORD="a")
     assert '"name": "orders", "password": "o", "tags": []' in definitions.stdout
     rabbitmq = SERVICES["rabbitmq"]["environment"]
@@ -175,22 +179,37 @@ def _answers(url):
 
 def test_each_redis_user_can_do_its_job_and_no_more(acl_redis):
     # The service enqueues (RQ's enqueue is a Lua script), a worker runs the job.
-    queue = Queue("orders", connection=Redis.from_url(acl_redis["orders"]))
+    queue = Queue("orders", connection=Redis.from_url(acl_redis["orders"]), serializer=JSONSerializer)
     job = queue.enqueue("builtins.len", "abc")
     worker_redis = Redis.from_url(acl_redis["worker"])
-    assert SimpleWorker([Queue("orders", connection=worker_redis)], connection=worker_redis).work(burst=True)
+    queues = [Queue("orders", connection=worker_redis, serializer=JSONSerializer)]
+    assert SimpleWorker(queues, connection=worker_redis, serializer=JSONSerializer).work(burst=True)
     status = job.get_status(refresh=True).value
     assert status in ("finished", "failed")  # ran (or was refused by the worker), no NOPERM
 
-    # rq-dashboard shows the queues, jobs and workers with its own user...
-    dashboard = make_flask_app(None, "operator", "a password", "")
-    dashboard.config["RQ_DASHBOARD_REDIS_URL"] = [acl_redis["rq-dashboard"]]
-    client = dashboard.test_client()
-    login = {"Authorization": "Basic b3BlcmF0b3I6YSBwYXNzd29yZA=="}  # operator:a password
-    (shown,) = client.get("/0/data/queues.json", headers=login).get_json()["queues"]
-    assert shown["name"] == "orders"
-    for path in ("/0/data/workers.json", f"/0/data/jobs/orders/{status}/8/asc/1.json"):
-        assert client.get(path, headers=login).status_code == 200, path
+    # rq-dashboard, run as compose runs it (its Redis URL from the environment), shows the queues,
+    # jobs and workers with its own user...
+    port = free_port()
+    environment = {
+        **os.environ,
+        "RQ_DASHBOARD_REDIS_URL": acl_redis["rq-dashboard"],
+        **LOGIN,
+    }
+    command = [os.path.join(os.path.dirname(sys.executable), "rq-dashboard"), "--json", "--bind", "127.0.0.1",
+               "--port", str(port)]  # fmt: skip
+    dashboard = subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: status_of(url)[0], message="rq-dashboard")
+        (shown,) = status_of(f"{url}/0/data/queues.json", tuple(LOGIN.values()))[1]["queues"]
+        assert shown["name"] == "orders"
+        for path in ("/0/data/workers.json", f"/0/data/jobs/orders/{status}/8/asc/1.json"):
+            assert status_of(url + path, tuple(LOGIN.values()))[0] == 200, path
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=10)
 
     # ... which may not run Lua, flush, reconfigure the server, nor read the service's own keys.
     as_dashboard = Redis.from_url(acl_redis["rq-dashboard"])
