@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 # Procfile and test subprocesses find the virtualenv's commands (gunicorn, rq, ...) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test lint bench install lock docs
+.PHONY: run test lint bench install lock docs compose-test
 
 install: $(VENV)/.installed
 
@@ -74,3 +74,9 @@ docs: install
 # docs/performance.md. `make bench BENCH_WRK_SECONDS=1 BENCH_ROUNDS=1` checks the harness quickly (numbers of no use).
 bench: install
 	$(BIN)/python bench/run.py
+
+# The compose stack for real (tests/test_compose_stack.py; not part of `make test`): builds the
+# image, brings the stack up under a project name and host ports of its own, uses, scales, stops
+# and restarts it, then `down -v`. Needs Docker and docker-compose (docs/deployment.md).
+compose-test: install
+	COMPOSE_TEST=1 $(BIN)/pytest tests/test_compose_stack.py -v -s
