@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("COMPOSE_TEST") != "1", reason="m
 HEALTHY_TIMEOUT = 180  # seconds for every service to be healthy
 APP_SERVICES = ("migrate", "web", "relay", "consumer", "worker", "rq-dashboard")
 PORTS = ("PROXY_PORT", "RABBITMQ_MANAGEMENT_PORT", "RQ_DASHBOARD_PORT", "PROMETHEUS_PORT")
-MEASURED = {}  # printed at the end: what the README states
+MEASURED = {}  # printed at the end: what docs/deployment.md states ("Measured on this machine")
 
 
 def run(*command, check=True, timeout=300, **kwargs):
@@ -144,7 +144,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def customer(stack):
-    """The README's first steps through the proxy: register, log in."""
+    """The first steps of the API by example (README, docs/api.md) through the proxy: register, log in."""
     email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
     status, _, _ = stack.request("POST", "/register/", {"email": email, "password": PASSWORD})
     assert status == 201
