@@ -28,6 +28,9 @@ EVENTS_DEAD_LETTERED = Counter(
     "orders_events_dead_lettered_total", "Malformed messages the consumer rejected (dead-lettered)."
 )
 JOBS_ENQUEUED = Counter("orders_jobs_enqueued_total", "process_order jobs the consumer enqueued.")
+JOBS_REFUSED = Counter(
+    "orders_jobs_refused_total", "Jobs the worker failed without running: not process_order alone."
+)
 ORDERS_PROCESSED = Counter("orders_processed_total", "Orders whose processed_at this process set.")
 RECONCILED = Counter("orders_reconciled_total", "process_order jobs given again by the reconciler.")
 
