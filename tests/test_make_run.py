@@ -176,3 +176,13 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
     assert "Worker exiting" in output  # the web worker's last line, logged after its event loop stopped
     # make run created and migrated the exported database, and never touched the one in .env.
     assert drop_databases(DATABASE_URL.database, WRONG_DATABASE) == [True, False]
+
+
+def test_make_env_writes_a_file_only_its_owner_reads(tmp_path):
+    for name in ("Makefile", ".env.example"):
+        shutil.copy2(os.path.join(ROOT, name), tmp_path / name)
+    subprocess.run(
+        ["make", ".env"], cwd=tmp_path, check=True, capture_output=True, preexec_fn=lambda: os.umask(0o022)
+    )
+    assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
+    assert "JWT_SECRET_KEY=change-me" not in (tmp_path / ".env").read_text()
