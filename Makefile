@@ -28,8 +28,9 @@ lock: install
 	$(UV_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 # A local .env with a fresh random JWT secret and passwords; edit it to change any setting.
+# Readable by its owner only (0600), whatever the umask.
 .env:
-	$(PYTHON) -c 'import re, secrets; print(re.sub(r"^(JWT_SECRET_KEY|\w+_PASSWORD)=.*", lambda m: f"{m[1]}={secrets.token_hex(24)}", open(".env.example").read(), flags=re.M), end="")' > $@
+	umask 077 && $(PYTHON) -c 'import re, secrets; print(re.sub(r"^(JWT_SECRET_KEY|\w+_PASSWORD)=.*", lambda m: f"{m[1]}={secrets.token_hex(24)}", open(".env.example").read(), flags=re.M), end="")' > $@
 	@echo "Wrote .env (from .env.example, with a new random JWT_SECRET_KEY and passwords)"
 
 # The real environment wins over .env: `dotenv run --no-override` fills in only what is unset,

@@ -84,6 +84,7 @@ class Defaults:
     LOG_LEVEL = "INFO"
     LOG_FORMAT = "json"  # or "text", for humans
     METRICS_PORT = 0  # relay, consumer, worker: their metrics port (0: off)
+    METRICS_ADDRESS = "0.0.0.0"  # the address it listens on (all interfaces: a container's default)
     METRICS_READ_TIMEOUT = 2.0  # seconds each state gauge read may take at a scrape
 
     MAX_CONTENT_LENGTH = 64 * 1024

@@ -76,11 +76,18 @@ def register_service_error_handlers(app):
     app.register_error_handler(ServiceError, service_error_response)
     for outage in DATABASE_OUTAGES:
         app.register_error_handler(outage, database_unavailable)
+    app.register_error_handler(sqlalchemy_errors.DataError, database_refused_value)
 
 
 def database_unavailable(error):
     log.warning("PostgreSQL unavailable: %s: %s", type(error).__name__, str(error).splitlines()[0])
     return error_response(503, "The database is unavailable; retry shortly", RETRY_LATER)
+
+
+def database_refused_value(error):
+    """PostgreSQL refused a value the schemas let through (out of its range, say): the input's fault."""
+    log.warning("PostgreSQL refused a value: %s", str(error.orig).splitlines()[0])
+    return error_response(422, "A value is out of the range the service stores")
 
 
 def unauthorized(message):

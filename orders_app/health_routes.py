@@ -91,9 +91,10 @@ def init_readiness_cache(state):
 
 
 def run_check(name, check):
+    """ "ok" or "failing": the probe is public, so what failed and how is only in the log."""
     try:
         check()
         return "ok"
     except Exception as error:  # any failure of a dependency means "not ready"
-        log.warning("Readiness check %s failed: %s", name, error)
-        return f"failing: {type(error).__name__}"
+        log.warning("Readiness check %s failed: %s: %s", name, type(error).__name__, error)
+        return "failing"

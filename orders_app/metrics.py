@@ -28,6 +28,9 @@ EVENTS_DEAD_LETTERED = Counter(
     "orders_events_dead_lettered_total", "Malformed messages the consumer rejected (dead-lettered)."
 )
 JOBS_ENQUEUED = Counter("orders_jobs_enqueued_total", "process_order jobs the consumer enqueued.")
+JOBS_REFUSED = Counter(
+    "orders_jobs_refused_total", "Jobs the worker failed without running: not process_order alone."
+)
 ORDERS_PROCESSED = Counter("orders_processed_total", "Orders whose processed_at this process set.")
 RECONCILED = Counter("orders_reconciled_total", "process_order jobs given again by the reconciler.")
 
@@ -56,13 +59,13 @@ def observe_request(request, status, seconds):
 
 
 def serve_process_metrics(config):
-    """Serve this process's metrics on ``METRICS_PORT`` (all interfaces) in a thread; 0 turns it off."""
-    port = int(config["METRICS_PORT"])
+    """Serve this process's metrics on ``METRICS_ADDRESS``, port ``METRICS_PORT`` (0: off), in a thread."""
+    address, port = config["METRICS_ADDRESS"], int(config["METRICS_PORT"])
     if not port:
         return
     try:
-        start_http_server(port)
+        start_http_server(port, addr=address)
     except OSError as error:  # e.g. a second worker on the same port: it still works, unmeasured
-        log.error("Cannot serve metrics on port %d (%s); running without them", port, error)
+        log.error("Cannot serve metrics on %s:%d (%s); running without them", address, port, error)
         return
-    log.info("Metrics on port %d", port)
+    log.info("Metrics on %s:%d", address, port)

@@ -1,24 +1,39 @@
-"""The base of every request schema: strings never carry a NUL character."""
+"""The base of every request schema: strings carry neither a NUL character nor a lone surrogate."""
 
+import re
 from collections.abc import Mapping
 
 import marshmallow
 from marshmallow import ValidationError, pre_load
 
+# JSON can spell a lone surrogate ("\ud800"); Python decodes it into a str no UTF-8 encoder takes.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def invalid_characters(value):
+    """Why ``value`` cannot be stored or hashed, or None."""
+    if "\x00" in value:
+        return "Must not contain NUL characters."
+    if not value.isascii() and SURROGATE.search(value):
+        return "Must not contain lone surrogates (not valid Unicode)."
+    return None
+
 
 class Schema(marshmallow.Schema):
-    """A marshmallow schema refusing ``\\x00`` in any string it reads (nested schemas included).
+    """A marshmallow schema refusing ``\\x00`` and lone surrogates in any string it reads (nested
+    schemas included).
 
-    PostgreSQL stores no NUL in text or jsonb: refused here, it is a 422 instead of a 500.
+    PostgreSQL stores no NUL in text or jsonb, and UTF-8 has no surrogates (argon2, orjson and
+    psycopg2 each refuse them): refused here, they are a 422 instead of a 500.
     """
 
     @pre_load
-    def refuse_nul_characters(self, data, **_kwargs):
+    def refuse_invalid_characters(self, data, **_kwargs):
         if isinstance(data, Mapping):
             errors = {
-                key: ["Must not contain NUL characters."]
+                key: [reason]
                 for key, value in data.items()
-                if isinstance(value, str) and "\x00" in value
+                if isinstance(value, str) and (reason := invalid_characters(value))
             }
             if errors:
                 raise ValidationError(errors)

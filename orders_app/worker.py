@@ -1,4 +1,4 @@
-"""The RQ worker that runs ``process_order`` (``flask worker``), and its restart loop."""
+"""The RQ worker that runs ``process_order`` (``flask worker``), and nothing else; its restart loop."""
 
 import logging
 import time
@@ -6,9 +6,13 @@ import time
 import redis
 from flask import current_app
 from rq import SimpleWorker
+from rq.exceptions import DeserializationError
+from rq.intermediate_queue import IntermediateQueue
 from rq.serializers import JSONSerializer
 
+from .job_queue import PROCESS_ORDER
 from .lifecycle import Backoff, GracefulStop
+from .metrics import JOBS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +28,32 @@ class OrdersWorker(SimpleWorker):
     stop_signalled = False
     # The TTL the last heartbeat asked for (None: RQ's default), and when it was sent.
     _heartbeat_sent = (None, float("-inf"))
+
+    def perform_job(self, job, queue, execution):
+        """Run ``job`` if it is ``process_order`` and nothing more; fail any other without running it.
+
+        A job names its callable, and callbacks run on its outcome: whoever can write to Redis
+        could otherwise run any importable function (``subprocess.check_output``) in a process
+        holding ``DATABASE_URL`` and ``JWT_SECRET_KEY``. A refused job is failed for good: no
+        retry, no webhook, no callback of its own.
+        """
+        reason = refusal(job)
+        if reason is None:
+            return super().perform_job(job, queue, execution)
+        JOBS_REFUSED.inc()
+        log.error("Refused job %s from queue %s: %s; failed without running it", job.id, queue.name, reason)
+        job.retries_left, job.webhooks = None, []
+        # RQ's preparation of a job (skipped: it reads the function's name, unreadable in a pickled
+        # job) takes it out of the queue's intermediate list, where RQ's cleanup would fail it again.
+        IntermediateQueue(queue.key, connection=self.connection).remove(job.id)
+        self.handle_job_failure(
+            job,
+            queue,
+            started_job_registry=queue.started_job_registry,
+            exc_string=f"Refused: {reason}",
+            execution=execution,
+        )
+        return False
 
     def request_stop(self, signum, frame):
         self.stop_signalled = True
@@ -71,6 +101,22 @@ class OrdersWorker(SimpleWorker):
         it. RQ's own margin for this, a minute, suits forked work horses that heartbeat while working.
         """
         return int(job.timeout) + current_app.config["JOB_ABANDONED_GRACE_SECONDS"]
+
+
+def refusal(job):
+    """Why the worker must not run ``job`` (a job ``job_queue`` never enqueues), or None."""
+    try:
+        name = job.func_name
+    except DeserializationError:
+        return "its data cannot be read"
+    if name != PROCESS_ORDER:
+        return f"it names {name!r}, not {PROCESS_ORDER}"
+    fields = job.to_dict(include_meta=False, include_result=False)
+    if any(fields[f"{outcome}_callback_name"] for outcome in ("success", "failure", "stopped")):
+        return "it names callbacks"
+    if job.webhooks:
+        return "it names webhooks"
+    return None
 
 
 def run_worker():

@@ -30,12 +30,15 @@ def test_ready_when_every_dependency_answers(client):
     assert response.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "rabbitmq": "ok"}}
 
 
-def test_not_ready_names_each_failing_dependency(everything_down):
+def test_not_ready_names_each_failing_dependency_and_only_the_log_says_how(everything_down, caplog):
     response = everything_down.get("/health/ready")
     assert response.status_code == 503
-    assert response.json["status"] == "failing"
-    assert set(response.json["checks"]) == {"database", "redis", "rabbitmq"}
-    assert all(result.startswith("failing") for result in response.json["checks"].values())
+    # A fixed word: no exception class or message tells the public what runs behind the service.
+    assert response.json == {
+        "status": "failing",
+        "checks": {"database": "failing", "redis": "failing", "rabbitmq": "failing"},
+    }
+    assert "Readiness check database failed: OperationalError: " in caplog.text
 
 
 def test_one_failing_dependency_is_named_and_the_others_stay_ok(database):
@@ -43,7 +46,7 @@ def test_one_failing_dependency_is_named_and_the_others_stay_ok(database):
     assert response.status_code == 503
     checks = response.json["checks"]
     assert checks["database"] == "ok" and checks["redis"] == "ok"
-    assert checks["rabbitmq"].startswith("failing")
+    assert checks["rabbitmq"] == "failing"
 
 
 def test_hanging_dependencies_time_out_quickly(database):
@@ -59,8 +62,7 @@ def test_hanging_dependencies_time_out_quickly(database):
         elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert response.json["checks"]["database"] == "ok"
-    assert response.json["checks"]["redis"].startswith("failing")
-    assert response.json["checks"]["rabbitmq"].startswith("failing")
+    assert response.json["checks"]["redis"] == response.json["checks"]["rabbitmq"] == "failing"
     assert elapsed < 3
 
 

@@ -3,6 +3,9 @@
 import json
 
 import pytest
+from sqlalchemy import text
+
+from orders_app.extensions import db
 
 from helpers import closed_port_url, make_app, place_order
 
@@ -71,6 +74,7 @@ MALFORMED_BODIES = [
     ("application/json", b'{"email": {"$ne": null}, "password": ["a"]}'),
     ("application/json", b"\xff\xfe\x00garbage"),
     ("application/json", b"[" * 5000 + b"]" * 5000),
+    ("application/json", b'{"email": ' + b"1" * 5000 + b', "items": [{"quantity": ' + b"9" * 5000 + b"}]}"),
     ("text/plain", b"email=a@example.com"),
     ("application/x-www-form-urlencoded", b"username=%ff%fe&password=\x00"),
     ("multipart/form-data; boundary=zzz", b"--zzz\r\nbroken"),
@@ -190,3 +194,14 @@ def test_openapi_declares_the_oauth2_password_flow(client):
     assert "security" not in spec["paths"]["/register/"]["post"]
     token_body = spec["paths"]["/token"]["post"]["requestBody"]["content"]
     assert "application/x-www-form-urlencoded" in token_body
+
+
+def test_a_value_postgresql_refuses_is_422_not_500(database):
+    """Behind the schemas: a DataError (a value out of PostgreSQL's range) is the input's fault."""
+    app = make_app()
+    app.add_url_rule("/refused", view_func=lambda: str(db.session.scalar(text("SELECT '99999999999'::int"))))
+    response = app.test_client().get("/refused")
+    assert response.status_code == 422
+    assert response.json["message"] == "A value is out of the range the service stores"
+    with app.app_context():
+        db.engine.dispose()

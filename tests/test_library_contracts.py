@@ -21,6 +21,7 @@ from orders_app.extensions import limiter, page_numbers
 from helpers import PASSWORD, TEST_REDIS_URL, closed_port_url, make_app, place_order
 
 DEEPLY_NESTED_JSON = b"[" * 5000 + b"]" * 5000
+HUGE_NUMBER_JSON = b'{"status": ' + b"1" * 5000 + b"}"  # past Python's 4,300 digits: a ValueError
 
 # (class, private name, what the override relies on it to do)
 PRIVATE_NAMES_OVERRIDDEN = [
@@ -51,9 +52,10 @@ def test_the_private_methods_we_override_still_exist(owner, name, role):
 
 
 @pytest.mark.parametrize("path", ["/orders/", "/token"])  # a JSON body, and a JSON-or-form body
-def test_json_nested_too_deeply_is_a_400_in_the_error_format(client, alice, path):
+@pytest.mark.parametrize("body", [DEEPLY_NESTED_JSON, HUGE_NUMBER_JSON], ids=["nested", "huge-number"])
+def test_json_the_decoder_refuses_is_a_400_in_the_error_format(client, alice, path, body):
     headers = {"Content-Type": "application/json", **alice["headers"]}
-    response = client.post(path, data=DEEPLY_NESTED_JSON, headers=headers)
+    response = client.post(path, data=body, headers=headers)
     assert response.status_code == 400
     assert response.json["code"] == 400
     assert response.json["errors"] == {"json": ["Invalid JSON body."]}

@@ -6,16 +6,24 @@ the real settings exported, must serve and process an order on them, and must st
 SIGINT (Ctrl-C in its terminal) or SIGTERM, every process exiting 0.
 """
 
+import base64
 import contextlib
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -101,6 +109,46 @@ def alive(pid):
     return state != "Z"
 
 
+DASHBOARD_LOGIN = {
+    "RQ_DASHBOARD_USERNAME": "operator",
+    "RQ_DASHBOARD_PASSWORD": "a-dashboard-password-for-tests",
+}
+METRICS_PORTS = [f"{name}_METRICS_PORT" for name in ("RELAY", "CONSUMER", "WORKER")]
+
+
+def listening_addresses(port):
+    """The addresses TCP sockets listen on at ``port`` (IPv4 and IPv6), from /proc/net."""
+    addresses = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                # /proc writes each 32-bit word in the host's byte order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                addresses.add(socket.inet_ntop(family, words if sys.byteorder == "little" else raw))
+    return addresses
+
+
+def command_line(pid):
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+
+
+def dashboard_sees_the_exported_redis(port):
+    """A queue made up here, in the exported Redis, is on the dashboard's list."""
+    queue = Queue(
+        f"make-run-{uuid.uuid4().hex}", connection=Redis.from_url(TEST_REDIS_URL), serializer=JSONSerializer
+    )
+    queue.enqueue("orders_app.jobs.process_order", "not-run")
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/0/data/queues.json")
+    credentials = base64.b64encode(":".join(DASHBOARD_LOGIN.values()).encode()).decode()
+    request.add_header("Authorization", f"Basic {credentials}")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        listed = [listed_queue["name"] for listed_queue in json.loads(response.read())["queues"]]
+    assert queue.name in listed
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, checkout, tmp_path, signum):
     drop_databases(DATABASE_URL.database, WRONG_DATABASE)
@@ -115,12 +163,19 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
         "FLASK_EVENTS_NAMESPACE": TEST_EVENTS_NAMESPACE,
         "FLASK_PASSWORD_HASH_TIME_COST": "1",
         "FLASK_PASSWORD_HASH_MEMORY_COST": "1024",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_PORT": str(port),
         "WEB_CONCURRENCY": "1",
         "RQ_DASHBOARD_PORT": str(free_port()),
+        **DASHBOARD_LOGIN,
         **{f"{name}_METRICS_PORT": str(free_port()) for name in ("RELAY", "CONSUMER", "WORKER")},
     }
-    environment.pop("PYTHON_DOTENV_DISABLED", None)  # conftest's: make run must read .env as users do
+    for unset in (
+        "PYTHON_DOTENV_DISABLED",
+        "GUNICORN_BIND",
+        "BIND_ADDRESS",
+    ):  # make run's defaults, as users get them
+        environment.pop(unset, None)
+    listeners = [environment[name] for name in ("WEB_PORT", "RQ_DASHBOARD_PORT", *METRICS_PORTS)]
     log = tmp_path / "make-run.log"
     make = subprocess.Popen(
         ["make", "run", f"VENV={venv}"],
@@ -141,6 +196,15 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
         wait_for(serving, timeout=60, message="make run serving")
         wait_for(lambda: "Consuming queue" in log.read_text(), message="the consumer")
         processes = descendants(make.pid)
+        # Each process listens on loopback only; rq-dashboard has its Redis URL from its
+        # environment, not on a command line that ps shows anyone.
+        wait_for(lambda: all(listening_addresses(int(port)) for port in listeners), message="the listeners")
+        assert {port: listening_addresses(int(port)) for port in listeners} == dict.fromkeys(
+            listeners, {"127.0.0.1"}
+        )
+        [dashboard] = [pid for pid in processes if b"rq-dashboard" in command_line(pid)]
+        assert b"redis://" not in command_line(dashboard)
+        dashboard_sees_the_exported_redis(environment["RQ_DASHBOARD_PORT"])
         # A lone request's line is in the terminal well within a second (the web writes at once
         # when idle, honcho re-prints at once).
         request_id = f"make-run-{signum.name}"
@@ -176,3 +240,13 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
     assert "Worker exiting" in output  # the web worker's last line, logged after its event loop stopped
     # make run created and migrated the exported database, and never touched the one in .env.
     assert drop_databases(DATABASE_URL.database, WRONG_DATABASE) == [True, False]
+
+
+def test_make_env_writes_a_file_only_its_owner_reads(tmp_path):
+    for name in ("Makefile", ".env.example"):
+        shutil.copy2(os.path.join(ROOT, name), tmp_path / name)
+    subprocess.run(
+        ["make", ".env"], cwd=tmp_path, check=True, capture_output=True, preexec_fn=lambda: os.umask(0o022)
+    )
+    assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
+    assert "JWT_SECRET_KEY=change-me" not in (tmp_path / ".env").read_text()

@@ -1,15 +1,18 @@
 """The API, orders: GET /orders/user/{user_id}/ — newest first, pagination (by page and by
 cursor), a capped total, status filter, access."""
 
+import base64
 import json
+import uuid
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from orders_app.extensions import db
 from orders_app.orders import service
 
-from helpers import place_order
+from helpers import TEST_DATABASE_URL, make_app, place_order
 
 
 def item(n):
@@ -114,6 +117,42 @@ def test_a_cursor_the_api_did_not_give_is_422(client, alice, cursor):
     response = list_orders(client, alice["headers"], alice["user"]["id"], f"?cursor={cursor}")
     assert response.status_code == 422
     assert "cursor" in response.json["errors"]["query"]
+
+
+def cursor_of(position):
+    return base64.urlsafe_b64encode(f"{position}|{uuid.uuid4()}".encode()).decode()
+
+
+# Python reads each of these times; PostgreSQL refuses the first two, the others are not as given out.
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "2026-11-30T12:00:00+16:00",
+        "2026-11-30T12:00:00+00:00:30.500000",
+        "2026-11-30T12:00:00.1234+00:00",
+        "2026-11-30T13:00:00+01:00",
+        "2026-11-30T12:00:00",
+        "0001-01-01T00:00:00+05:00",
+    ],
+)
+def test_a_cursor_not_exactly_as_given_out_is_422(client, alice, created_at):
+    response = list_orders(client, alice["headers"], alice["user"]["id"], f"?cursor={cursor_of(created_at)}")
+    assert response.status_code == 422
+    assert response.json["errors"]["query"] == {"cursor": ["Not a cursor this API gave out."]}
+
+
+def test_cursors_work_whatever_the_sessions_time_zone(alice, five_orders):
+    url = make_url(TEST_DATABASE_URL).update_query_dict({"options": "-c timezone=Asia/Kolkata"})
+    app = make_app(SQLALCHEMY_DATABASE_URI=url.render_as_string(hide_password=False))
+    client = app.test_client()
+    first = list_orders(client, alice["headers"], alice["user"]["id"]).json[0]
+    assert first["created_at"].endswith("+05:30")  # read in the session's time zone
+    pages = walk_by_cursor(client, alice["headers"], alice["user"]["id"])
+    with app.app_context():
+        db.engine.dispose()
+    assert [order_id for page in pages for order_id in page] == [
+        order["id"] for order in reversed(five_orders)
+    ]
 
 
 def test_cursor_and_page_together_are_422(client, alice, five_orders):

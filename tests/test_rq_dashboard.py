@@ -42,8 +42,9 @@ def dashboard(database):
     port = free_port()
     process = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "rq-dashboard"), "--json", "--bind", "127.0.0.1",
-         "--redis-url", TEST_REDIS_URL, "--port", str(port)],
-        env={**os.environ, **LOGIN}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--port", str(port)],
+        env={**os.environ, **LOGIN, "RQ_DASHBOARD_REDIS_URL": TEST_REDIS_URL},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: status_of(url)[0], message="rq-dashboard")

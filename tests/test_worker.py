@@ -6,12 +6,15 @@ maintenance drops a worker whose hash expired. It must outlast each wait for a j
 
 import pytest
 from redis import Redis
-from rq import Worker
+from rq import Callback, Retry, Worker
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
+from rq.webhook import Webhook
 from rq.worker import WorkerStatus
+from test_metrics import metered, scrape_url
 
-from orders_app.job_queue import enqueue_process_order
+from orders_app.job_queue import PROCESS_ORDER, enqueue_process_order, orders_queue
 from orders_app.worker import OrdersWorker
 
 from helpers import TEST_REDIS_URL, WORKER, place_order, start_process, wait_for
@@ -89,3 +92,36 @@ def test_rq_sees_the_worker_busy_during_a_job_then_idle_and_registered_past_its_
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_the_worker_fails_any_job_but_process_order_without_running_it(
+    app, client, alice, rq_redis, tmp_path
+):
+    """Jobs as anyone able to write to the worker's queue in Redis could enqueue them."""
+    queue = orders_queue(app.config, rq_redis)
+    marker = tmp_path / "ran"
+    retried = Retry(max=3, interval=1)
+    hostile = [queue.enqueue("subprocess.check_output", ["touch", str(marker)], retry=retried)]
+    # process_order itself, carrying what would run something else on its outcome.
+    carrying = [
+        {"on_success": Callback("subprocess.check_output")},
+        {"on_failure": Callback("subprocess.check_output")},
+        {"webhooks": [Webhook(url="http://127.0.0.1:9/", job_status="finished")]},
+    ]
+    orders = [place_order(client, alice["headers"]) for _ in carrying]
+    for order, extra in zip(orders, carrying, strict=True):
+        hostile.append(queue.enqueue(PROCESS_ORDER, order["id"], **extra))
+    good = enqueue_process_order(app.config, rq_redis, place_order(client, alice["headers"])["id"], None)
+    log = tmp_path / "worker.log"
+    with metered(WORKER, stdout=log.open("w")) as metrics:
+        wait_for(lambda: good.get_status(refresh=True) == JobStatus.FINISHED, message="the good job")
+        assert scrape_url(metrics).value("orders_jobs_refused_total") == len(hostile)
+    assert all(f"Refused job {job.id} from queue orders: " in log.read_text() for job in hostile)
+    assert [job.get_status(refresh=True) for job in hostile] == [JobStatus.FAILED] * len(hostile)
+    assert all(job.latest_result().exc_string.startswith("Refused: ") for job in hostile)
+    # Failed for good: no retry pending, nothing left "being dequeued" for RQ's cleanup to fail again.
+    assert (len(queue), queue.scheduled_job_registry.count, queue.started_job_registry.count) == (0, 0, 0)
+    assert IntermediateQueue(queue.key, connection=rq_redis).get_job_ids() == []
+    assert not marker.exists()
+    unprocessed = [client.get(f"/orders/{order['id']}/", headers=alice["headers"]).json for order in orders]
+    assert [order["processed_at"] for order in unprocessed] == [None] * len(orders)

@@ -6,7 +6,7 @@ Validation is strict and never coerces: 1.5 or "2" is not a quantity, 1.005 is n
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from marshmallow import ValidationError, fields, pre_load, validate
 
@@ -97,15 +97,22 @@ class Cursor(fields.Field):
     default_error_messages = {"invalid": "Not a cursor this API gave out."}
 
     def _deserialize(self, value, attr, data, **kwargs):
+        """Only a cursor exactly as ``encode_cursor`` writes it: Python reads times PostgreSQL
+        refuses (an offset of ``+16:00``, one with seconds or fractions)."""
         try:
             created_at, order_id = base64.urlsafe_b64decode(value.encode("ascii")).decode().split("|")
-            return datetime.fromisoformat(created_at), uuid.UUID(order_id)
-        except (AttributeError, UnicodeError, binascii.Error, ValueError):
+            position = datetime.fromisoformat(created_at), uuid.UUID(order_id)
+            if encode_cursor(*position) != value:
+                raise ValueError("not as given out")
+            return position
+        except (AttributeError, UnicodeError, binascii.Error, ValueError, OverflowError):
             raise self.make_error("invalid") from None
 
 
 def encode_cursor(created_at, order_id):
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode("ascii")
+    """The position after ``(created_at, order_id)``, its time in UTC."""
+    text = f"{created_at.astimezone(UTC).isoformat()}|{order_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode("ascii")
 
 
 class OrderListQuerySchema(Schema):
