@@ -21,7 +21,6 @@ import re
 import signal
 import threading
 import time
-import urllib.request
 import uuid
 
 from redis import Redis
@@ -43,6 +42,7 @@ from helpers import (
     free_port,
     wait_for,
 )
+from support.processes import metric
 from test_pipeline import Stack
 
 pytest_plugins = ["support.processes"]
@@ -100,9 +100,8 @@ def flush_redis(rq_redis):
         pipeline.zrange("rq:scheduled:orders", 0, -1)
         pipeline.lrange(TAKEN, 0, -1)
         queued, scheduled, taken, _ = pipeline.flushdb().execute()
-    return order_ids(JOB_ID, b" ".join(queued + scheduled).decode()), order_ids(
-        JOB_ID, b" ".join(taken).decode()
-    )
+    lost = order_ids(JOB_ID, b" ".join(queued + scheduled).decode())
+    return lost, order_ids(JOB_ID, b" ".join(taken).decode())
 
 
 def kill_worker(processes, name, rq_redis):
@@ -116,12 +115,6 @@ def kill_worker(processes, name, rq_redis):
     taken = [job.decode() for job in rq_redis.lrange(TAKEN, 0, -1)]  # by it or the other worker
     processes.kill(name)
     return order_ids(JOB_ID, " ".join(running + taken))
-
-
-def counted_repairs(metrics_port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return float(re.search(r"^orders_reconciled_total (\S+)$", text, re.M).group(1))
 
 
 def test_every_order_is_processed_exactly_once_through_chaos(database, broker, processes):
@@ -215,7 +208,8 @@ def test_every_order_is_processed_exactly_once_through_chaos(database, broker, p
     wait_for(lambda: unfinished() == 0, timeout=90, message="every order processed, every event published")
     relays = [f"relay-{replica}" for replica in range(REPLICAS)]
     repairs_counted = {
-        relay: counted_repairs(port) for relay, port in zip(relays, relay_metrics, strict=True)
+        relay: metric(port, "orders_reconciled_total")
+        for relay, port in zip(relays, relay_metrics, strict=True)
     }
     repairs_logged = {relay: len(REPAIR.findall(processes.current_log(relay))) for relay in relays}
     with engine.connect() as connection:

@@ -48,3 +48,4 @@ def test_a_worker_outlives_a_redis_crash_and_runs_jobs_once_redis_is_back(
     enqueue_process_order(config, redis, after["id"], None)
     wait_for(lambda: processed_at(app, after), timeout=30, message="a job enqueued after Redis came back")
     assert worker.poll() is None
+    assert processes.stop_all() == {"worker": 0}  # and it still stops cleanly

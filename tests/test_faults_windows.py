@@ -9,7 +9,6 @@ happen, and it is killed with SIGKILL while it waits.
 """
 
 import signal
-import urllib.request
 
 from redis import Redis
 from rq import Queue
@@ -28,7 +27,6 @@ from helpers import (
     drain,
     event_for,
     free_port,
-    kill_hard,
     place_order,
     publish,
     ready_count,
@@ -36,13 +34,14 @@ from helpers import (
     unpublished,
     wait_for,
 )
+from support.processes import metric
 
 pytest_plugins = ["support.processes"]
 
 
-def cut_while_held(proxy, process):
-    """SIGKILL ``process`` while ``proxy`` holds what it sent, then drop that: it never arrives."""
-    kill_hard(process)
+def cut_while_held(proxy, processes, name):
+    """SIGKILL process ``name`` while ``proxy`` holds what it sent, then drop that: it never arrives."""
+    processes.kill(name)
     proxy.stop()
     proxy.release()  # the held bytes go to a closed socket
     proxy.start()
@@ -57,12 +56,11 @@ def test_a_relay_killed_between_the_confirm_and_its_commit_publishes_again_and_o
 ):
     orders = [place_order(client, alice["headers"]) for _ in range(5)]
     database = TcpProxy(TEST_DATABASE_URL).start()
-    relay = processes.start("relay", RELAY, DATABASE_URL=database.url)
+    processes.start("relay", RELAY, DATABASE_URL=database.url)
     wait_for(lambda: ready_count(broker, topology.queue) >= 1, message="the first event published")
     database.hold()  # the batch was claimed; its UPDATE and COMMIT cannot reach PostgreSQL now
     wait_for(lambda: ready_count(broker, topology.queue) == 5, message="the whole batch confirmed")
-    cut_while_held(database, relay)
-    processes.running.pop("relay")
+    cut_while_held(database, processes, "relay")
     wait_for(lambda: unpublished(app) == 5, message="the claimed rows unlocked, still unpublished")
 
     processes.start("relay-again", RELAY)
@@ -74,25 +72,17 @@ def test_a_relay_killed_between_the_confirm_and_its_commit_publishes_again_and_o
     assert caplog.text.count("already has its job (event") == 5
 
 
-def jobs_enqueued(metrics_port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("orders_jobs_enqueued_total "):
-                return float(line.split()[1])
-
-
 def test_a_consumer_killed_between_enqueue_and_ack_gets_the_message_again_and_makes_no_second_job(
     client, alice, broker, topology, processes
 ):
     rabbitmq = TcpProxy(TEST_RABBITMQ_URL).start()
-    first = processes.start("consumer", CONSUMER, RABBITMQ_URL=rabbitmq.url)
+    processes.start("consumer", CONSUMER, RABBITMQ_URL=rabbitmq.url)
     wait_for(lambda: "Consuming queue" in processes.current_log("consumer"), message="the consumer")
     rabbitmq.hold()  # deliveries still reach the consumer; its ack does not reach the broker
     order = place_order(client, alice["headers"])
     publish(broker, topology, event_for(order))
     wait_for(queued_jobs, message="the job enqueued")
-    cut_while_held(rabbitmq, first)
-    processes.running.pop("consumer")
+    cut_while_held(rabbitmq, processes, "consumer")
     wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the unacked message requeued")
 
     metrics_port = free_port()
@@ -100,7 +90,9 @@ def test_a_consumer_killed_between_enqueue_and_ack_gets_the_message_again_and_ma
     wait_for(lambda: ready_count(broker, topology.queue) == 0, message="the redelivery taken")
     wait_for(lambda: "already has its job" in processes.current_log("consumer-again"), message="its ack")
     assert queued_jobs() == [f"process-order-{order['id']}"]
-    assert jobs_enqueued(metrics_port) == 0  # a redelivery is not counted as an enqueued job
+    assert (
+        metric(metrics_port, "orders_jobs_enqueued_total") == 0
+    )  # a redelivery is not counted as an enqueued job
     processes.running["consumer-again"].send_signal(signal.SIGTERM)
     assert processes.running.pop("consumer-again").wait(timeout=30) == 0
 

@@ -10,7 +10,6 @@ import contextlib
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ from orders_app.config import psycopg2_url
 from orders_app.database import create_database_if_missing
 from orders_app.extensions import db
 
-from helpers import free_port, make_app, wait_for
+from helpers import free_port, kill_hard, make_app, wait_for
 
 RABBITMQ_BIN = "/usr/lib/rabbitmq/bin"
 RABBITMQ_HOME = "/var/lib/rabbitmq"  # the Erlang cookie the shared node and rabbitmqctl use
@@ -46,12 +45,6 @@ def as_user(user, *command, **environment):
     return ["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in environment.items()), *command]
 
 
-def kill_group(process):
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-
-
 class PrivateRedis:
     """A redis-server without persistence: ``kill()`` is a crash that loses everything."""
 
@@ -69,18 +62,11 @@ class PrivateRedis:
         return self
 
     def kill(self):
-        kill_group(self.process)
-
-    def pause(self):
-        """SIGSTOP: the port still accepts connections, nothing answers (a hung server)."""
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        self.process.send_signal(signal.SIGCONT)
+        kill_hard(self.process)
 
     def close(self):
-        self.resume()
-        self.kill()
+        if self.process.poll() is None:
+            self.kill()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -173,13 +159,14 @@ class PrivateRabbitMQ:
 
     def kill(self):
         """SIGKILL the broker (the Erlang VM and its helpers; the shared epmd is not ours)."""
-        kill_group(self.process)
+        kill_hard(self.process)
 
     def close(self):
         if self.process.poll() is None:
             with contextlib.suppress(subprocess.SubprocessError):
                 self.ctl("stop")
-            kill_group(self.process)
+            with contextlib.suppress(ProcessLookupError):  # stopped meanwhile
+                kill_hard(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
