@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 # Procfile and test subprocesses find the virtualenv's commands (gunicorn, rq, ...) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test lint bench install lock
+.PHONY: run test lint bench install lock docs compose-test
 
 install: $(VENV)/.installed
 
@@ -62,8 +62,21 @@ lint: install .env
 	$(BIN)/kubectl kustomize deploy/k8s | $(BIN)/kubernetes-validate --strict --quiet -k 1.37.0 -
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool check rules deploy/prometheus/alerts.yml
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # the docs site: broken links, pages not in nav
+
+# The documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8001, rebuilt on every change. Its
+# first build takes Mermaid from the npm registry (`npm`; kept in .cache/npm/ after that).
+DOCS_ADDRESS ?= 127.0.0.1:8001
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr $(DOCS_ADDRESS)
 
 # Benchmarks (not part of make test; about 11 minutes): results in bench/results/, the tables in
-# README.md. `make bench BENCH_WRK_SECONDS=1 BENCH_ROUNDS=1` checks the harness quickly (numbers of no use).
+# docs/performance.md. `make bench BENCH_WRK_SECONDS=1 BENCH_ROUNDS=1` checks the harness quickly (numbers of no use).
 bench: install
 	$(BIN)/python bench/run.py
+
+# The compose stack for real (tests/test_compose_stack.py; not part of `make test`): builds the
+# image, brings the stack up under a project name and host ports of its own, uses, scales, stops
+# and restarts it, then `down -v`. Needs Docker and docker-compose (docs/deployment.md).
+compose-test: install
+	COMPOSE_TEST=1 $(BIN)/pytest tests/test_compose_stack.py -v -s

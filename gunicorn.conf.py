@@ -19,6 +19,9 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 30))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))
 # No preload: each worker builds its own app, so no connection is shared across a fork.
 preload_app = False
+# No control socket (gunicornc): by default it goes under $HOME, which the image's user does not
+# have (an ERROR at every start), and two servers of one user would share its path.
+control_socket_disable = True
 
 # Prometheus multiprocess mode: each worker writes its metrics to files here and /metrics adds
 # them up. Set before any worker imports prometheus_client; a fresh directory unless given.

@@ -9,7 +9,7 @@ from pathlib import Path
 TARGETS = {"get_cached": 0.4, "list_user": 0.12, "create": 0.11}  # × the baseline's requests/s
 P99_TARGET = 4  # every scenario's p99 at 64 connections, × the baseline's p99
 DRAIN_TARGET = 0.95  # the pipeline processes orders at least this fraction of the rate they come in
-README = Path(__file__).resolve().parent.parent / "README.md"
+PERFORMANCE_PAGE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
 
 def median(runs, key):
@@ -191,11 +191,11 @@ def markdown(results):
     return "\n\n".join([intro, *("\n".join(table) for table in tables)])
 
 
-def update_readme(table):
-    """Put ``table`` between the README's bench markers."""
-    text = README.read_text()
+def update_page(table):
+    """Put ``table`` between the bench markers of the documentation's performance page."""
+    text = PERFORMANCE_PAGE.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start in text and end in text:
         before, rest = text.split(start, 1)
         after = rest.split(end, 1)[1]
-        README.write_text(f"{before}{start}\n{table}\n{end}{after}")
+        PERFORMANCE_PAGE.write_text(f"{before}{start}\n{table}\n{end}{after}")

@@ -8,9 +8,9 @@ run) every HTTP scenario ROUNDS times, interleaved with the baseline (bench/base
 same gunicorn configuration); each run also records the CPU time of the web workers. Then: the
 same cache reads under `make run` (honcho relays every log line), the pipeline (relay ->
 consumer -> workers), and cache reads during a login storm. Writes bench/results/<date>.json,
-prints markdown tables and puts them into README.md (bench/report.py judges the targets and
+prints markdown tables and puts them into docs/performance.md (bench/report.py judges the targets and
 writes the tables). ``python bench/run.py login_storm`` runs only the login storm (results in
-bench/results/<date>-login_storm.json, README untouched).
+bench/results/<date>-login_storm.json, docs/performance.md untouched).
 
 Shorter runs while working on this script: BENCH_WRK_SECONDS=1 BENCH_ROUNDS=1.
 """
@@ -46,7 +46,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from bench/: make the service importable
 
-from report import markdown, report, update_readme  # noqa: E402
+from report import markdown, report, update_page  # noqa: E402
 
 from orders_app.events.topology import Topology  # noqa: E402
 
@@ -756,7 +756,7 @@ def main():
     output = BENCH / "results" / f"{meta['date']}.json"
     output.write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
-    update_readme(table)
+    update_page(table)
     print(table)
     log(f"results in {output.relative_to(ROOT)}")
 

@@ -1,9 +1,10 @@
-"""Flask CLI commands: prestart, create-admin, purge, reconcile, relay and worker."""
+"""Flask CLI commands: prestart, create-admin, set-admin, purge, reconcile, relay and worker."""
 
 import sys
 from urllib.parse import urlsplit
 
 import click
+import redis
 from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
@@ -13,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from . import housekeeping
 from .auth.passwords import hash_password
-from .auth.schemas import PASSWORD_LENGTH, LowerCaseEmail
+from .auth.schemas import LowerCaseEmail, RegisterSchema
 from .config import web_connections, web_workers
 from .database import create_database_if_missing
 from .events.relay import Relay
@@ -88,6 +89,24 @@ def warn_if_the_web_may_exceed_max_connections(config):
         )
 
 
+def _email_argument(email):
+    try:
+        return LowerCaseEmail().deserialize(email)
+    except ValidationError as error:
+        raise click.BadParameter(" ".join(error.messages), param_hint="EMAIL") from None
+
+
+def _commit_role_change(email):
+    """Commit; the user's tokens stop working once it is (tokens.is_revoked), Redis permitting."""
+    try:
+        db.session.commit()
+    except redis.RedisError as error:
+        raise click.ClickException(
+            f"{email}'s role is changed, but Redis is unreachable ({error}): the user's tokens keep "
+            "their old rights until they expire (15 minutes for an access token)"
+        ) from None
+
+
 @click.command("create-admin")
 @with_appcontext
 @click.argument("email")
@@ -102,25 +121,39 @@ def create_admin(email, password_stdin):
     A new user's password is prompted for, or read from stdin: never an argument, which
     ``ps`` and the shell history would show.
     """
-    try:
-        email = LowerCaseEmail().deserialize(email)
-    except ValidationError as error:
-        raise click.BadParameter(" ".join(error.messages), param_hint="EMAIL") from None
+    email = _email_argument(email)
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
         if password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-        try:
-            PASSWORD_LENGTH(password)
-        except ValidationError as error:
-            raise click.BadParameter(" ".join(error.messages), param_hint="password") from None
+        problems = RegisterSchema().validate({"email": email, "password": password}).get("password")
+        if problems:
+            raise click.BadParameter(" ".join(problems), param_hint="password")
         user = User(email=email, password_hash=hash_password(password))
         db.session.add(user)
     user.is_admin = True
-    db.session.commit()
+    _commit_role_change(email)
     click.echo(f"{email} is an admin (user id {user.id})")
+
+
+@click.command("set-admin")
+@with_appcontext
+@click.argument("email")
+@click.option("--revoke", is_flag=True, help="Take the admin rights away instead of granting them.")
+def set_admin(email, revoke):
+    """Grant an existing user EMAIL admin rights, or take them away with --revoke.
+
+    The user's tokens stop working at the next request: they log in again with the new rights.
+    """
+    email = _email_argument(email)
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise click.ClickException(f"No user {email}")
+    user.is_admin = not revoke
+    _commit_role_change(email)
+    click.echo(f"{email} is {'no longer' if revoke else 'now'} an admin (user id {user.id})")
 
 
 @click.command("purge")
@@ -164,5 +197,5 @@ def worker():
 
 
 def init_app(app):
-    for command in (prestart, create_admin, purge, reconcile, relay, worker):
+    for command in (prestart, create_admin, set_admin, purge, reconcile, relay, worker):
         app.cli.add_command(command)

@@ -109,6 +109,7 @@ class Defaults:
     JWT_SECRET_KEY = None  # required; a random one per run in debug mode
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
+    JWT_REFRESH_FAMILY_MAX_DAYS = 30  # a login's refresh tokens rotate this long at most
     JWT_TOKEN_LOCATION = ["headers"]
     # How long a process remembers that a token's user exists (a deleted user's token is a 401).
     USER_EXISTS_CACHE_SECONDS = 60

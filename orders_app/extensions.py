@@ -2,12 +2,13 @@
 
 import functools
 import json
+import logging
 
 import flask_limiter
 import flask_smorest
 import orjson
 import redis
-from flask import current_app
+from flask import current_app, request
 from flask_cors import CORS
 from flask_jwt_extended import jwt_required
 from flask_migrate import Migrate
@@ -18,9 +19,11 @@ from webargs.flaskparser import FlaskParser, abort
 
 from . import redis_client
 from .auth.jwt_manager import JWTManager
-from .errors import ErrorBodyMixin
+from .errors import RETRY_LATER, ErrorBodyMixin
 from .openapi import DocumentMixin
-from .protection import configured_limit, is_exempt, rate_limit_key
+from .protection import ADDRESS_KEYED_ENDPOINTS, configured_limit, is_exempt, rate_limit_key
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -154,6 +157,27 @@ class Limiter(flask_limiter.Limiter):
     def init_app(self, app):
         self._storage_dead = False
         super().init_app(app)
+
+    def give_back(self, key_func):
+        """Take back the hit this request made on its limits keyed by ``key_func`` (fixed windows,
+        the default strategy, count down). Logged, not raised, if the storage fails meanwhile."""
+        key = key_func()
+        for limit in self.current_limits:
+            if key in limit.request_args:
+                try:
+                    self.limiter.hit(limit.limit, *limit.request_args, cost=-1)
+                except self.storage.base_exceptions as error:
+                    log.warning("Could not give back a rate-limit hit (%r)", error)
+
+    def _check_request_limit(self, callable_name=None, in_middleware=True):
+        """flask-limiter's check, failing closed where passwords are tried: while its storage is
+        down (counting in memory), ``/token`` and ``/register/`` answer 503, as the in-memory
+        fallback holds none of their limits. Private in flask-limiter (the one hook both its
+        ``before_request`` and its decorators call): pinned in tests/test_library_contracts.py.
+        """
+        super()._check_request_limit(callable_name, in_middleware)
+        if self._storage_dead and request.endpoint in ADDRESS_KEYED_ENDPOINTS:
+            flask_smorest.abort(503, message="Rate limits unavailable; retry shortly", headers=RETRY_LATER)
 
 
 class FlaskRedis:

@@ -4,6 +4,8 @@ python -m orders_app.healthcheck url URL            web, rq-dashboard: URL answe
                                                     dashboard's RQ_DASHBOARD_USERNAME/_PASSWORD if set)
 python -m orders_app.healthcheck file PATH SECONDS  relay, consumer: heartbeat file fresh
 python -m orders_app.healthcheck rq-worker          worker: registered in Redis, and PostgreSQL answers
+python -m orders_app.healthcheck process            the one of these that fits the container's main
+                                                    process (PID 1): the image's HEALTHCHECK
 """
 
 import argparse
@@ -16,6 +18,7 @@ import urllib.request
 from contextlib import closing
 
 TIMEOUT_SECONDS = 3
+HEARTBEAT_MAX_AGE = 60  # the loops touch the heartbeat at least every 30 s, outages included
 
 
 def url_answers(url):
@@ -54,6 +57,27 @@ def rq_worker_can_work():
     return True
 
 
+def process_check(command):
+    """The check (a callable) for a container whose main process runs ``command`` (its argv)."""
+    programs = {os.path.basename(word) for word in command}
+    if "gunicorn" in programs:
+        port = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000").rsplit(":", 1)[1]
+        return lambda: url_answers(f"http://127.0.0.1:{port}/health")
+    if "rq-dashboard" in programs:
+        port = command[command.index("--port") + 1] if "--port" in command else "9181"
+        return lambda: url_answers(f"http://127.0.0.1:{port}/")
+    if "worker" in programs:
+        return rq_worker_can_work
+    if programs & {"relay", "consumer"}:
+        return lambda: file_is_fresh(os.environ["FLASK_HEARTBEAT_FILE"], HEARTBEAT_MAX_AGE)
+    return lambda: True  # a one-shot command (migrate): its exit status tells
+
+
+def main_process_command():
+    with open("/proc/1/cmdline", "rb") as cmdline:
+        return cmdline.read().decode().split("\0")[:-1]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m orders_app.healthcheck", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -63,14 +87,17 @@ def main(argv=None):
     file_check.add_argument("path")
     file_check.add_argument("max_age", type=float)
     checks.add_parser("rq-worker")
+    checks.add_parser("process")
     args = parser.parse_args(argv)
     try:
         if args.check == "url":
             healthy = url_answers(args.url)
         elif args.check == "file":
             healthy = file_is_fresh(args.path, args.max_age)
-        else:
+        elif args.check == "rq-worker":
             healthy = rq_worker_can_work()
+        else:
+            healthy = process_check(main_process_command())()
     except Exception as error:  # any failure to check means "unhealthy"
         print(f"unhealthy: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -1,6 +1,9 @@
 """Who may call, how often, and from which browser origins: rate limits, CORS, trusted proxies."""
 
+import functools
 import hashlib
+import ipaddress
+import logging
 import re
 
 from flask import current_app, request
@@ -10,6 +13,8 @@ from jwt import PyJWTError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .auth.schemas import normalise_username
+
+log = logging.getLogger(__name__)
 
 CORS_ALLOWED_HEADERS = [
     "Authorization",
@@ -31,6 +36,40 @@ UNLIMITED_BLUEPRINTS = {"health", "api-docs", "swagger_ui", "metrics"}
 ADDRESS_KEYED_ENDPOINTS = {"auth.issue_token", "auth.register"}
 
 
+def never_raises(fallback):
+    """A key function that answers ``fallback()`` instead of raising, whatever the request.
+
+    flask-limiter takes any exception from a key function for its storage being down, and then
+    counts only the in-memory fallback limit in that worker: one malformed request would switch
+    the per-route limits off.
+    """
+
+    def decorator(key_func):
+        @functools.wraps(key_func)
+        def key():
+            try:
+                return key_func()
+            except Exception as error:  # whatever the input: never let the limiter see it
+                log.warning("Rate-limit key %s failed on this request (%r)", key_func.__name__, error)
+                return fallback()
+
+        return key
+
+    return decorator
+
+
+def client_address_key():
+    """``ip:<client address>``; an IPv6 client by its /64, the smallest block a host is usually given."""
+    try:
+        address = ipaddress.ip_address(request.remote_addr)
+    except ValueError:
+        return f"ip:{request.remote_addr}"
+    if address.version == 6:
+        address = address.ipv4_mapped or ipaddress.IPv6Network((address, 64), strict=False)
+    return f"ip:{address}"
+
+
+@never_raises(fallback=client_address_key)
 def rate_limit_key():
     """``user:<id>`` for a request with a valid access token, else ``ip:<client address>``.
 
@@ -50,20 +89,16 @@ def rate_limit_key():
     return client_address_key()
 
 
-def client_address_key():
-    return f"ip:{request.remote_addr}"
+UNREADABLE_LOGIN_KEY = "username:unreadable"  # a body /token cannot read either: no password is tried
 
 
+@never_raises(fallback=lambda: UNREADABLE_LOGIN_KEY)
 def login_username_key():
     """The account a login tries (read as ``/token`` reads it), hashed into a short key."""
     data = request.form or request.get_json(silent=True)
     username = data.get("username") if hasattr(data, "get") else None
     account = normalise_username(username) if isinstance(username, str) else ""
-    return "username:" + hashlib.sha256(account.encode()).hexdigest()
-
-
-def is_failed_login(response):
-    return response.status_code == 401
+    return "username:" + hashlib.sha256(account.encode(errors="surrogatepass")).hexdigest()
 
 
 def configured_limit(key):

@@ -6,9 +6,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from argon2 import PasswordHasher
-from flask_jwt_extended import decode_token
+from flask_jwt_extended import create_refresh_token, decode_token
 from redis import Redis
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from orders_app.extensions import db
 from orders_app.models import User
@@ -94,9 +94,40 @@ def test_invalid_registrations_are_422_with_the_field_named(client, body, field)
     assert field in response.json["errors"]["json"]
 
 
+LONG_PASSWORD = ("Ocean tiger 42 violin " * 6)[:128]
+
+
+def password_errors(client, password, email="a@example.com"):
+    response = client.post("/register/", json={"email": email, "password": password})
+    assert_error(response, 422)
+    return response.json["errors"]["json"]["password"]
+
+
 def test_password_length_limits_are_inclusive(client):
-    register(client, "eight@example.com", password="x" * 8)
-    register(client, "long@example.com", password="x" * 128)
+    assert password_errors(client, "Tq7#vZp") == ["Length must be between 8 and 128."]
+    assert password_errors(client, LONG_PASSWORD + "x") == ["Length must be between 8 and 128."]
+    register(client, "long@example.com", password=LONG_PASSWORD)  # zxcvbn itself refuses over 72
+
+
+def test_eight_characters_pass_the_length_rule_but_zxcvbn_rates_none_strong_enough(client):
+    [problem] = password_errors(client, "Tq7#vZp!")
+    assert problem.startswith("Too easy to guess.")
+
+
+@pytest.mark.parametrize(
+    "password, reason",
+    [
+        ("password123", "This is a very common password."),
+        ("qwertyuiopasdf", "This is similar to a commonly used password."),
+        ("aaaaaaaaaaaaaaaa", 'Repeats like "aaa" are easy to guess.'),
+        ("carol@example.com", ""),  # the email itself
+        ("x" * 40 + "Tq7#vZp!kL2@", 'Repeats like "aaa" are easy to guess.'),  # judged on its first 40
+    ],
+)
+def test_guessable_passwords_are_422_saying_why(client, password, reason):
+    [problem] = password_errors(client, password, email="carol@example.com")
+    assert problem.startswith("Too easy to guess.")
+    assert reason in problem
 
 
 # --- token ----------------------------------------------------------------------------------
@@ -197,9 +228,50 @@ def test_rotated_refresh_tokens_keep_their_family_and_its_revocation_lives_as_lo
     assert 30 * 24 * 3600 - 10 <= ttl <= 30 * 24 * 3600
 
 
+def refresh_token_of_a_login(app, user_id, days_ago):
+    with app.app_context():
+        login_time = int(time.time() - days_ago * 24 * 3600)
+        return create_refresh_token(str(user_id), additional_claims={"fam": "f1", "auth_time": login_time})
+
+
+def test_a_login_rotates_its_refresh_tokens_for_refresh_family_max_days_at_most(database, alice):
+    app = make_app(JWT_REFRESH_FAMILY_MAX_DAYS=7)
+    client = app.test_client()
+    young = refresh_token_of_a_login(app, alice["user"]["id"], days_ago=6.9)
+    rotated = refresh(client, young)
+    assert rotated.status_code == 200
+    assert claims_of(rotated.json["refresh_token"])["auth_time"] == claims_of(young)["auth_time"]
+    old = refresh(client, refresh_token_of_a_login(app, alice["user"]["id"], days_ago=7.1))
+    assert_unauthorized(old)
+    assert old.json["message"] == "Session expired: log in again"
+
+
+def test_a_login_starts_its_family_now(alice):
+    assert abs(claims_of(alice["tokens"]["refresh_token"])["auth_time"] - time.time()) < 60
+
+
 def test_refresh_while_redis_is_down_is_503(database, alice):
     client = make_app(REDIS_URL=closed_port_url("redis", "/0")).test_client()
     assert_error(refresh(client, alice["tokens"]["refresh_token"]), 503)
+
+
+def test_token_answers_are_never_stored_errors_included(database, alice):
+    """RFC 6749 5.1: every answer of /token and /token/refresh, whatever its status."""
+    client = make_app(RATELIMIT_TOKEN="3/minute").test_client()
+    stolen = alice["tokens"]["refresh_token"]
+    answers = {
+        200: client.post("/token", data={"username": "alice@example.com", "password": PASSWORD}),
+        401: client.post("/token", data={"username": "alice@example.com", "password": "wrong-pass"}),
+        422: client.post("/token", data={"username": "alice@example.com"}),
+        429: client.post("/token", data={"username": "alice@example.com", "password": PASSWORD}),
+        "refresh 200": refresh(client, stolen),
+        "refresh 401": refresh(client, stolen),
+        "refresh 503": refresh(make_app(REDIS_URL=closed_port_url("redis", "/0")).test_client(), stolen),
+    }
+    assert [answer.status_code for answer in answers.values()] == [200, 401, 422, 429, 200, 401, 503]
+    for answer in answers.values():
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["Pragma"] == "no-cache"
 
 
 def test_users_me_returns_the_caller(client, alice):
@@ -278,13 +350,13 @@ def test_a_deleted_user_cannot_use_or_refresh_tokens(app, client, alice):
 
 def remembered_then_deleted(app, email):
     """A user whose token ``app``'s process has seen (so it remembers the user exists), then
-    deleted by hand: ``(client, user, headers)``."""
+    deleted by hand with SQL (so its version is not bumped, as the ORM would): ``(client, user, headers)``."""
     client = app.test_client()
     user = register(client, email)
     headers = bearer(login(client, email)["access_token"])
     assert client.get("/users/me", headers=headers).status_code == 200  # remembered from now on
     with app.app_context():
-        db.session.delete(db.session.get(User, user["id"]))
+        db.session.execute(delete(User).where(User.id == user["id"]))
         db.session.commit()
     return client, user, headers
 

@@ -1,4 +1,4 @@
-"""Flask CLI: ``flask create-admin`` and ``flask prestart``."""
+"""Flask CLI: ``flask create-admin``, ``flask set-admin`` and ``flask prestart``."""
 
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
@@ -11,6 +11,8 @@ from orders_app.models import User
 from helpers import (
     PASSWORD,
     TEST_DATABASE_URL,
+    TEST_REDIS_URL,
+    bearer,
     claims_of,
     closed_port_url,
     login,
@@ -65,13 +67,21 @@ def test_create_admin_takes_no_password_argument(app):
         assert db.session.scalar(select(User)) is None
 
 
-@pytest.mark.parametrize("email, password", [("not-an-email", PASSWORD), ("x@example.com", "short")])
-def test_create_admin_rejects_bad_input(app, email, password):
+@pytest.mark.parametrize(
+    "email, password, problem",
+    [
+        ("not-an-email", PASSWORD, "Not a valid email address."),
+        ("x@example.com", "short", "Length must be between 8 and 128."),
+        ("x@example.com", "password123", "Too easy to guess. This is a very common password."),
+    ],
+)
+def test_create_admin_rejects_bad_input(app, email, password, problem):
     result = app.test_cli_runner().invoke(
         args=["create-admin", email, "--password-stdin"], input=f"{password}\n"
     )
     assert result.exit_code == 2
     assert "Invalid value" in result.output
+    assert problem in result.output
     with app.app_context():
         assert db.session.scalar(select(User)) is None
 
@@ -140,3 +150,73 @@ def test_prestart_warns_when_the_web_may_exceed_max_connections(app, monkeypatch
         f"(pool_size 5 + max_overflow 5)), more than the server's max_connections ({allowed})"
     )
     assert (warning in result.stderr) is over
+
+
+def other_users_orders(client, headers, owner_id):
+    return client.get(f"/orders/user/{owner_id}/", headers=headers).status_code
+
+
+def test_a_demoted_admin_loses_admin_rights_on_the_next_request(app, client, alice, admin):
+    assert other_users_orders(client, admin["headers"], alice["user"]["id"]) == 200  # remembered as valid
+    result = app.test_cli_runner().invoke(args=["set-admin", "Admin@example.com", "--revoke"])
+    assert result.exit_code == 0, result.output
+    assert "admin@example.com is no longer an admin" in result.output
+    assert other_users_orders(client, admin["headers"], alice["user"]["id"]) == 401
+    refreshed = client.post("/token/refresh", headers=bearer(admin["tokens"]["refresh_token"]))
+    assert refreshed.status_code == 401
+    again = login(client, "admin@example.com")
+    assert claims_of(again["access_token"])["is_admin"] is False
+    assert other_users_orders(client, bearer(again["access_token"]), alice["user"]["id"]) == 403
+
+
+def test_set_admin_grants_admin_rights_from_the_next_login(app, client, alice, bob):
+    result = app.test_cli_runner().invoke(args=["set-admin", "bob@example.com"])
+    assert result.exit_code == 0, result.output
+    assert "bob@example.com is now an admin" in result.output
+    assert client.get("/users/me", headers=bob["headers"]).status_code == 401  # the old token ends
+    headers = bearer(login(client, "bob@example.com")["access_token"])
+    assert other_users_orders(client, headers, alice["user"]["id"]) == 200
+    assert client.get("/users/me", headers=alice["headers"]).status_code == 200  # others unaffected
+
+
+def test_set_admin_needs_an_existing_user(app):
+    result = app.test_cli_runner().invoke(args=["set-admin", "nobody@example.com"])
+    assert result.exit_code == 1
+    assert "No user nobody@example.com" in result.output
+
+
+def test_set_admin_says_when_redis_could_not_end_the_tokens(app, alice, admin):
+    without_redis = make_app(REDIS_URL=closed_port_url("redis", "/0"))
+    result = without_redis.test_cli_runner().invoke(args=["set-admin", "admin@example.com", "--revoke"])
+    assert result.exit_code == 1
+    assert "role is changed, but Redis is unreachable" in result.output
+    assert not user_by_email(app, "admin@example.com").is_admin
+    with without_redis.app_context():
+        db.engine.dispose()
+
+
+def test_a_user_deleted_through_the_orm_loses_access_on_the_next_request(database):
+    app = make_app(USER_EXISTS_CACHE_SECONDS=60)  # the process remembers the user a minute
+    client = app.test_client()
+    user = register(client, "erin@example.com")
+    headers = bearer(login(client, "erin@example.com")["access_token"])
+    assert client.get("/users/me", headers=headers).status_code == 200
+    with app.app_context():
+        db.session.delete(db.session.get(User, user["id"]))
+        db.session.commit()
+        db.engine.dispose()
+    response = client.get(f"/orders/user/{user['id']}/", headers=headers)
+    assert response.status_code == 401
+    assert response.json["message"] == "Token has been revoked"
+
+
+def test_a_token_issued_while_redis_was_down_ends_once_redis_is_back_if_the_role_changed(app, client, admin):
+    """While Redis is down a login cannot read the user's version: its tokens say 0, which is
+    refused once Redis is back if the role changed since (here: the admin was demoted before)."""
+    app.test_cli_runner().invoke(args=["set-admin", "admin@example.com", "--revoke"])
+    during_outage = make_app(REDIS_URL=closed_port_url("redis", "/0"), RATELIMIT_STORAGE_URI=TEST_REDIS_URL)
+    tokens = login(during_outage.test_client(), "admin@example.com")
+    assert claims_of(tokens["access_token"])["ver"] == 0
+    assert client.get("/users/me", headers=bearer(tokens["access_token"])).status_code == 401
+    with during_outage.app_context():
+        db.engine.dispose()

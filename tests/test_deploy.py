@@ -10,6 +10,7 @@ import os
 import re
 import runpy
 from collections import defaultdict
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -39,6 +40,14 @@ def env_file_names(*path):
 DOCUMENTED = env_file_names(".env.example")
 SECRET_KEYS = env_file_names("deploy", "k8s", "secret.example.env")
 SECRET_NAME = re.search(r"create secret generic (\S+)", read("deploy", "k8s", "secret.example.env"))[1]
+# The Redis users of the workers and rq-dashboard, in a Secret of their own (only their pods get it).
+REDIS_USERS_KEYS = env_file_names("deploy", "k8s", "redis-users.example.env")
+REDIS_USERS_NAME = re.search(
+    r"create secret generic (\S+)", read("deploy", "k8s", "redis-users.example.env")
+)[1]
+SECRET_REFERENCES = {(SECRET_NAME, key) for key in SECRET_KEYS} | {
+    (REDIS_USERS_NAME, k) for k in REDIS_USERS_KEYS
+}
 # rq-dashboard reads each of its options from RQ_DASHBOARD_<OPTION> (click's auto_envvar_prefix).
 RQ_DASHBOARD_VARIABLES = {f"RQ_DASHBOARD_{param.name.upper()}" for param in rq_dashboard_command.params}
 
@@ -110,13 +119,14 @@ def test_every_variable_is_a_documented_setting():
         for variable in container.get("env", []):
             if "valueFrom" in variable:
                 reference = variable["valueFrom"]["secretKeyRef"]
-                assert (reference["name"], reference["key"]) in {(SECRET_NAME, key) for key in SECRET_KEYS}
+                assert (reference["name"], reference["key"]) in SECRET_REFERENCES
     assert {"DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET_KEY"} <= SECRET_KEYS
 
 
 def test_no_secret_value_is_committed():
     assert "Secret" not in BY_KIND
-    for line in read("deploy", "k8s", "secret.example.env").splitlines():
+    lines = read("deploy", "k8s", "secret.example.env") + read("deploy", "k8s", "redis-users.example.env")
+    for line in lines.splitlines():
         name, _, value = line.partition("=")
         if name in {"JWT_SECRET_KEY", "RQ_DASHBOARD_PASSWORD"}:
             assert value == ""
@@ -254,6 +264,111 @@ def test_autoscalers_and_disruption_budgets_cover_the_scaled_processes():
         for workload, _, _ in pods_selected_by(budget["spec"]["selector"]["matchLabels"])
     }
     assert budgets == {"web", "relay", "consumer", "worker"}
+
+
+def secret_reference(container, name):
+    reference = next(v for v in container["env"] if v["name"] == name)["valueFrom"]["secretKeyRef"]
+    return reference["name"], reference["key"]
+
+
+def test_each_process_has_its_own_redis_user():
+    users = {key: urlsplit(value).username for key, value in (
+        line.split("=", 1) for line in (read("deploy", "k8s", "secret.example.env")
+                                        + read("deploy", "k8s", "redis-users.example.env")).splitlines()
+        if line.endswith("/0"))}  # fmt: skip
+    assert users == {
+        "REDIS_URL": "orders",
+        "WORKER_REDIS_URL": "worker",
+        "DASHBOARD_REDIS_URL": "rq-dashboard",
+    }
+    acl_users = set(re.findall(r"^user (\S+) on ", read("deploy", "redis", "users.acl"), re.MULTILINE))
+    assert set(users.values()) < acl_users
+    assert secret_reference(container_of("Deployment/worker"), "REDIS_URL") == (
+        REDIS_USERS_NAME,
+        "WORKER_REDIS_URL",
+    )
+    dashboard = container_of("Deployment/rq-dashboard")
+    assert secret_reference(dashboard, "RQ_DASHBOARD_REDIS_URL") == (REDIS_USERS_NAME, "DASHBOARD_REDIS_URL")
+    assert not any("redis" in word.lower() for word in dashboard["command"])  # not visible in ps
+    for workload, _, container in CONTAINERS:
+        if workload not in ("Deployment/worker", "Deployment/rq-dashboard"):
+            assert "orders-redis-users" not in str(container), workload
+
+
+def test_ingress_routes_every_api_path_but_metrics():
+    (ingress,) = BY_KIND["Ingress"].values()
+    paths = [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert {path["backend"]["service"]["name"] for path in paths} == {"web"}
+
+    def routed(url):  # Kubernetes' Exact and (whole-segment) Prefix matching
+        return any(
+            url == path["path"]
+            or (path["pathType"] == "Prefix" and (url + "/").startswith(path["path"].rstrip("/") + "/"))
+            for path in paths
+        )
+
+    examples = {"<uuid:order_id>": "5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10", "<int:user_id>": "1",
+                "<path:filename>": "a/b.js"}  # fmt: skip
+    for rule in make_app().url_map.iter_rules():
+        url = rule.rule
+        for placeholder, example in examples.items():
+            url = url.replace(placeholder, example)
+        assert routed(url) == (rule.rule != "/metrics"), rule.rule
+    for path in ("/metrics/", "/metricsx", "/tokens", "/orders-admin"):  # no segment of a routed path
+        assert not routed(path), path
+
+
+def allowed_ingress(pod_labels):
+    """``{(port, namespace)}`` the NetworkPolicies let reach pods with these labels."""
+    allowed = set()
+    for policy in BY_KIND["NetworkPolicy"].values():
+        selector = policy["spec"]["podSelector"].get("matchLabels", {})
+        if selector.items() <= pod_labels.items():
+            for rule in policy["spec"].get("ingress", []):
+                for source in rule["from"]:
+                    namespace = source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    allowed |= {(port["port"], namespace) for port in rule["ports"]}
+    return allowed
+
+
+def allowed_egress_ports(pod_labels):
+    allowed = set()
+    for policy in BY_KIND["NetworkPolicy"].values():
+        selector = policy["spec"]["podSelector"]
+        matches = selector.get("matchLabels", {}).items() <= pod_labels.items() and all(
+            pod_labels.get(expression["key"]) in expression["values"]
+            for expression in selector.get("matchExpressions", [])
+        )
+        if matches:
+            allowed |= {port["port"] for rule in policy["spec"].get("egress", []) for port in rule["ports"]}
+    return allowed
+
+
+def test_network_policies_deny_by_default_and_allow_what_each_process_needs():
+    deny = BY_KIND["NetworkPolicy"]["default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    ingress_controller, prometheus = "ingress-nginx", "monitoring"
+    expected = {
+        "web": ({(8000, ingress_controller), (8000, prometheus)}, {53, 5432, 6379, 5672}),
+        "relay": ({(9100, prometheus)}, {53, 5432, 6379, 5672}),
+        "consumer": ({(9100, prometheus)}, {53, 5432, 6379, 5672}),
+        "worker": ({(9100, prometheus)}, {53, 5432, 6379}),
+        "rq-dashboard": (set(), {53, 6379}),
+        "migrate": (set(), {53, 5432, 6379, 5672}),
+    }
+    for workload, _, container in CONTAINERS:
+        kind, name = workload.split("/")
+        labels = BY_KIND[kind][name]["spec"]["template"]["metadata"]["labels"]
+        assert (allowed_ingress(labels), allowed_egress_ports(labels)) == expected[name], workload
+        for port, _ in allowed_ingress(labels):
+            container_port(container, port)  # a port the process listens on
+
+
+def test_images_are_ours_or_pinned_by_digest():
+    for workload, _, container in CONTAINERS:
+        image = container["image"]
+        assert image.startswith("registry.example.com/orders-service") or "@sha256:" in image, workload
+    assert "pin it by digest" in read("deploy", "k8s", "kustomization.yaml")
 
 
 COMPOSE = yaml.safe_load(read("docker-compose.yml"))

@@ -65,6 +65,7 @@ def proxy(database, tmp_path):
         GUNICORN_BIND=f"127.0.0.1:{web_port}",
         WEB_CONCURRENCY="1",
         FLASK_TRUSTED_PROXIES="1",
+        HOME="/dev/null",  # as the image's user, who has no home directory to write to
     )
     nginx = subprocess.Popen(
         [NGINX, "-p", str(tmp_path), "-e", "stderr", "-c", str(tmp_path / "nginx.conf"),
@@ -126,3 +127,20 @@ def test_the_proxys_own_refusals_use_the_error_body(proxy):
         "status": "Service Unavailable",
         "message": "No web process answered; retry later.",
     }
+
+
+def test_metrics_are_not_routed_but_served_to_a_direct_scrape(proxy):
+    for path in ("/metrics", "//metrics", "/%6detrics", "/./metrics", "/metrics?format=text"):
+        status, headers, body = proxy.request("GET", path)
+        assert status == 404, path
+        assert headers["Content-Type"] == "application/json" and headers["X-Request-ID"]
+        assert json.loads(body) == json.loads(proxy.request("GET", "/no-such-page")[2])
+    status, _, body = proxy.request("GET", "/metrics", port=proxy.web_port)  # what Prometheus scrapes
+    assert status == 200 and b"http_requests_total" in body
+
+
+def test_the_web_server_starts_without_an_error(proxy):
+    # gunicorn's control socket, under $HOME by default, logged an ERROR at every start in the image.
+    wait_for(lambda: "Booting worker" in proxy.web_log.read_text(), message="the web worker's start")
+    log = proxy.web_log.read_text()
+    assert '"level":"ERROR"' not in log and "Control server error" not in log

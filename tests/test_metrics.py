@@ -185,9 +185,9 @@ def test_a_slow_database_read_gives_up_after_the_read_timeout(database, caplog):
     assert "canceling statement due to statement timeout" in caplog.text
 
 
-def test_the_readme_documents_exactly_the_metrics_served(client):
-    with open(os.path.join(ROOT, "README.md")) as readme:
-        section = readme.read().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+def test_the_docs_document_exactly_the_metrics_served(client):
+    with open(os.path.join(ROOT, "docs", "operations.md")) as page:
+        section = page.read().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `((?:http|orders)_[a-z_]+)` \|", section, re.M))
     served = {name for name in scrape_client(client).names() if name.startswith(("http_", "orders_"))}
     assert documented == served

@@ -1,12 +1,17 @@
 """The API, protection: rate limits on Redis, per user or per client IP."""
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask import request
 from redis import Redis
 
-from helpers import PASSWORD, TEST_REDIS_URL, bearer, closed_port_url, login, make_app, register
+from orders_app.extensions import limiter
+from orders_app.protection import never_raises
+
+from helpers import PASSWORD, TEST_REDIS_URL, TcpProxy, bearer, closed_port_url, login, make_app, register
 
 ITEMS = {"items": [{"name": "Tea", "quantity": 1, "price": 1}]}
 
@@ -212,7 +217,7 @@ def test_when_the_limiters_redis_is_down_requests_are_served_and_limited_in_memo
         RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0"), RATELIMIT_IN_MEMORY_FALLBACK="3/minute"
     )
     client = client_from(app, "10.1.0.11")
-    assert register_many(client, 4) == [201] * 3 + [429]
+    assert [client.get("/users/me").status_code for _ in range(4)] == [401] * 3 + [429]
 
 
 def test_the_memory_fallback_is_the_overall_limit_by_default(database):
@@ -247,3 +252,110 @@ def test_trusted_proxies_are_trusted_for_the_address_only(database):
         "/where", headers={"X-Forwarded-Host": "evil.example.net", "X-Forwarded-Proto": "https"}
     )
     assert response.json == {"host": "localhost", "scheme": "http"}
+
+
+# A locked account stays locked: whatever a request holds, and while the limiter's Redis is down.
+
+LOCKED = "locked@example.com"
+HOSTILE_TOKEN_REQUESTS = {
+    "JSON nested 5,000 deep": {"data": b"[" * 5000 + b"]" * 5000, "content_type": "application/json"},
+    "a lone surrogate": {"data": b'{"username": "\\ud800"}', "content_type": "application/json"},
+    "a body over MAX_CONTENT_LENGTH": {"data": {"username": LOCKED, "password": "x" * 70_000}},
+    "invalid UTF-8": {"data": b'{"username": "\xff\xfe"}', "content_type": "application/json"},
+    "a broken multipart form": {
+        "data": b"--x\r\nnot a part",
+        "content_type": "multipart/form-data; boundary=x",
+    },
+    "a forged bearer": {"data": {"username": LOCKED}, "headers": {"Authorization": "Bearer a.b.c"}},
+}
+
+
+def locked_account_app(**overrides):
+    """An app whose per-account limit (3 an hour) LOCKED has spent."""
+    app = make_app(RATELIMIT_TOKEN_PER_USERNAME="3/hour", **overrides)
+    register(client_from(app, "10.3.0.1"), LOCKED)
+    assert wrong_logins(client_from(app, "10.3.0.2"), LOCKED, 3) == [401] * 3
+    return app
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_TOKEN_REQUESTS.values(), ids=HOSTILE_TOKEN_REQUESTS)
+def test_no_request_switches_the_login_limits_off(database, hostile):
+    """The issue's exploit: a request whose key function raised made flask-limiter count in memory
+    (its storage "down"), without the per-account limit; a guess sent right after was verified."""
+    app = locked_account_app()
+    attacker = client_from(app, "10.3.0.3")
+    guesses = []
+    for _ in range(3):
+        attacker.post("/token", **hostile)
+        guesses += wrong_logins(attacker, LOCKED, 1)
+    assert guesses == [429] * 3
+    assert limiter._storage_dead is False
+
+
+def test_a_key_function_that_raises_keys_the_request_by_its_fallback(app):
+    @never_raises(fallback=lambda: "ip:fallback")
+    def broken():
+        raise RecursionError("maximum recursion depth exceeded")
+
+    with app.test_request_context("/token", method="POST"):
+        assert broken() == "ip:fallback"
+
+
+def test_while_the_limiters_redis_is_down_logins_and_registrations_answer_503(database):
+    """Fail closed: the in-memory fallback holds no per-account, /token or /register/ limit."""
+    redis_proxy = TcpProxy(TEST_REDIS_URL).start()
+    try:
+        app = locked_account_app(RATELIMIT_STORAGE_URI=redis_proxy.url)
+        redis_proxy.stop()  # the limiter's Redis goes away
+        attacker = client_from(app, "10.3.0.4")
+        guesses = [
+            attacker.post("/token", data={"username": LOCKED, "password": f"guess{n}"}) for n in range(20)
+        ]
+        assert {guess.status_code for guess in guesses} == {503}
+        assert all(2 <= int(guess.headers["Retry-After"]) <= 60 for guess in guesses)
+        assert guesses[0].json["message"] == "Rate limits unavailable; retry shortly"
+        signup = attacker.post("/register/", json={"email": "new@example.com", "password": PASSWORD})
+        assert signup.status_code == 503
+        assert attacker.get("/users/me").status_code == 401  # the rest is served (limited in memory)
+    finally:
+        redis_proxy.stop()
+
+
+def test_ipv6_clients_share_the_budget_of_their_64(database):
+    app = make_app()
+    addresses = [f"2001:db8:1:2:{n:x}::{n:x}" for n in range(1, 6)]  # five hosts of one /64
+    assert [register_many(client_from(app, a), 1, a.replace(":", "-"))[0] for a in addresses] == [201] * 5
+    assert register_many(client_from(app, "2001:db8:1:2:ffff::1"), 1, "sixth") == [429]
+    assert register_many(client_from(app, "2001:db8:1:3::1"), 1, "next64") == [201]  # another /64
+
+
+@pytest.mark.parametrize(
+    "address, key",
+    [
+        ("203.0.113.7", "ip:203.0.113.7"),
+        ("::ffff:203.0.113.7", "ip:203.0.113.7"),
+        ("2001:db8::1", "ip:2001:db8::/64"),
+        ("unknown", "ip:unknown"),  # not an address (a proxy's X-Forwarded-For may say anything)
+    ],
+)
+def test_the_address_key_of_ipv4_is_the_address_and_of_ipv6_its_64(database, address, key):
+    register_many(client_from(make_app(), address), 1)
+    assert any(f"/{key}/" in stored for stored in rate_limit_keys()), rate_limit_keys()
+
+
+def test_concurrent_guesses_verify_at_most_the_cap(database):
+    """The issue's race: 40 concurrent wrong passwords from 40 addresses were all verified (cap 10),
+    each counted only after its 401."""
+    app = make_app(RATELIMIT_TOKEN_PER_USERNAME="10/hour", PASSWORD_HASH_MEMORY_COST=8192)
+    register(client_from(app, "10.4.0.1"), "raced@example.com")
+    start = threading.Barrier(40)
+
+    def guess(n):
+        client = client_from(app, f"10.4.1.{n}")
+        start.wait()
+        return wrong_logins(client, "raced@example.com", 1)[0]
+
+    with ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(guess, range(40)))
+    assert statuses.count(401) + statuses.count(429) == 40
+    assert statuses.count(401) <= 10  # each 401 verified a password

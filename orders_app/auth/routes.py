@@ -1,6 +1,7 @@
 """Auth endpoints: register, OAuth2 password-flow token, refresh, logout, current user."""
 
 import redis
+from flask import request
 from flask_jwt_extended import get_jwt
 from flask_smorest import abort
 from sqlalchemy import select
@@ -9,12 +10,22 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import BEARER_CHALLENGE, RETRY_LATER
 from ..extensions import Blueprint, db, limiter
 from ..models import User
-from ..protection import configured_limit, is_failed_login, login_username_key
+from ..protection import configured_limit, login_username_key
 from . import passwords, tokens
 from .identity import current_user
 from .schemas import LogoutSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
 
 blp = Blueprint("auth", __name__, description="Registration, tokens and the current user")
+# Their answers carry tokens: no cache may keep one, errors included (RFC 6749 5.1).
+NEVER_STORED = {"auth.issue_token", "auth.refresh_token"}
+
+
+@blp.after_request
+def never_store_tokens(response):
+    if request.endpoint in NEVER_STORED:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    return response
 
 
 @blp.route("/register/", methods=["POST"])
@@ -35,10 +46,10 @@ def register(data):
 
 @blp.route("/token", methods=["POST"])
 @limiter.limit(configured_limit("RATELIMIT_TOKEN"))
-# Guesses per account, whatever the addresses: only failed logins count.
-@limiter.limit(
-    configured_limit("RATELIMIT_TOKEN_PER_USERNAME"), key_func=login_username_key, deduct_when=is_failed_login
-)
+# Guesses per account, whatever the addresses: each attempt counts before its password is
+# verified (concurrent guesses cannot all pass a check made before any of them was counted);
+# a successful login gives its attempt back.
+@limiter.limit(configured_limit("RATELIMIT_TOKEN_PER_USERNAME"), key_func=login_username_key)
 @blp.arguments(TokenRequestSchema, location="json_or_form")
 @blp.response(200, TokenSchema)
 @blp.error(401, "Wrong email or password")
@@ -47,6 +58,7 @@ def issue_token(data):
     user = db.session.scalar(select(User).where(User.email == data["username"]))
     if not passwords.verify_password(user and user.password_hash, data["password"]):
         abort(401, message="Wrong email or password", headers=BEARER_CHALLENGE)
+    limiter.give_back(login_username_key)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(data["password"])
         db.session.commit()
@@ -61,16 +73,19 @@ def refresh_token():
     """A new token pair for a refresh token (sent as the Bearer token).
 
     Each refresh token works once. Presenting a used one again revokes every refresh token
-    descended from the same login: log in again.
+    descended from the same login: log in again. A login's refresh tokens rotate for 30 days at
+    most (``JWT_REFRESH_FAMILY_MAX_DAYS``); then log in again.
     """
     user, claims = current_user(), get_jwt()
+    if tokens.family_expired(claims):
+        abort(401, message="Session expired: log in again", headers=BEARER_CHALLENGE)
     try:
         first_use = tokens.rotate(claims)
     except redis.RedisError:
         abort(503, message="Cannot rotate the refresh token right now; try again shortly")
     if not first_use:
         abort(401, message="Token has been revoked", headers=BEARER_CHALLENGE)
-    return tokens.issue_tokens(user, family=claims.get(tokens.FAMILY_CLAIM))
+    return tokens.issue_tokens(user, rotated=claims)
 
 
 @blp.route("/logout", methods=["POST"])

@@ -3,11 +3,27 @@
 from flask_jwt_extended import decode_token, get_jwt_identity
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
-from marshmallow import ValidationError, fields, post_load, validate
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+from zxcvbn import zxcvbn
 
 from ..schemas import Schema
 
 PASSWORD_LENGTH = validate.Length(min=8, max=128)
+# zxcvbn's 0-4 estimate: 3 is "safely unguessable" (about 10^8 guesses and more).
+MIN_PASSWORD_SCORE = 3
+# zxcvbn's time grows fast with the length (over 100 ms at its maximum, 72): a password is judged
+# on its first 40 characters, room enough for a strong one.
+PASSWORD_CHARACTERS_JUDGED = 40
+
+
+def guessable_password_problem(password, email):
+    """Why ``password`` is too easy to guess (common, a word, a pattern, the email), or None."""
+    estimate = zxcvbn(password[:PASSWORD_CHARACTERS_JUDGED], user_inputs=[email] if email else [])
+    if estimate["score"] >= MIN_PASSWORD_SCORE:
+        return None
+    feedback = estimate["feedback"]
+    reasons = [feedback["warning"], *feedback["suggestions"]]
+    return " ".join(["Too easy to guess.", *filter(None, reasons)])
 
 
 def normalise_username(username: str) -> str:
@@ -27,7 +43,18 @@ class LowerCaseEmail(fields.Email):
 
 class RegisterSchema(Schema):
     email = LowerCaseEmail(required=True)
-    password = fields.String(required=True, load_only=True, validate=PASSWORD_LENGTH)
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=PASSWORD_LENGTH,
+        metadata={"description": "8 to 128 characters, not easy to guess (zxcvbn score 3 or more)"},
+    )
+
+    @validates_schema(skip_on_field_errors=True)
+    def refuse_guessable_passwords(self, data, **_kwargs):
+        problem = guessable_password_problem(data["password"], data["email"])
+        if problem:
+            raise ValidationError(problem, field_name="password")
 
 
 class UserSchema(Schema):

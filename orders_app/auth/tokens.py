@@ -1,8 +1,13 @@
 """Token issuing, refresh-token rotation and the Redis blocklist of revoked tokens.
 
-Every login starts a *family*: its refresh token carries the family id (claim ``fam``), and so
-does each refresh token rotated from it. A refresh token works once; presenting one that was
-already used (a stolen copy, replayed) revokes its whole family (OAuth 2.0 Security BCP).
+Every login starts a *family*: its refresh token carries the family id (claim ``fam``) and the
+login's time (claim ``auth_time``), and so does each refresh token rotated from it. A refresh
+token works once; presenting one that was already used (a stolen copy, replayed) revokes its
+whole family (OAuth 2.0 Security BCP). A family lives ``JWT_REFRESH_FAMILY_MAX_DAYS`` at most.
+
+Every token also carries its user's *version* (claim ``ver``), a counter in Redis that goes up
+when the user's role changes or the user is deleted: the token is refused from the next request
+on, not when it expires (``is_revoked`` reads the counter in the blocklist's round trip).
 """
 
 import logging
@@ -12,12 +17,19 @@ from datetime import UTC, datetime
 import redis
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session, object_session
 
 from ..extensions import cache_redis
+from ..models import User
 
 log = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "fam"
+LOGIN_TIME_CLAIM = "auth_time"  # OpenID Connect's name for when the user authenticated
+VERSION_CLAIM = "ver"
+# Users whose role changed or who were deleted in a session's transaction, in ``session.info``.
+CHANGED_USERS = "users_whose_tokens_end"
 
 
 def _blocklist_key(jti):
@@ -28,19 +40,49 @@ def _family_key(family):
     return f"jwt:revoked-family:{family}"
 
 
-def issue_tokens(user, family=None):
-    """The OAuth2 token response body for ``user``; the refresh token joins ``family`` (or a new one)."""
+def _version_key(user_id):
+    return f"jwt:user-version:{user_id}"
+
+
+def _user_version(user_id):
+    """The user's current version; 0 while Redis is down (a token issued then is refused once
+    Redis is back if the user's version is higher: log in again)."""
+    try:
+        return int(cache_redis.client.get(_version_key(user_id)) or 0)
+    except redis.RedisError:
+        log.warning("User versions unavailable (Redis down): issuing tokens of version 0")
+        return 0
+
+
+def issue_tokens(user, rotated=None):
+    """The OAuth2 token response body for ``user``; the refresh token carries on the family of
+    ``rotated`` (the claims of the refresh token it replaces), or starts one."""
     config = current_app.config
+    if rotated and rotated.get(FAMILY_CLAIM):
+        family = {FAMILY_CLAIM: rotated[FAMILY_CLAIM], LOGIN_TIME_CLAIM: _login_time(rotated)}
+    else:
+        family = {FAMILY_CLAIM: uuid.uuid4().hex, LOGIN_TIME_CLAIM: _now()}
+    version = {VERSION_CLAIM: _user_version(user.id)}
     return {
         "access_token": create_access_token(
-            identity=str(user.id), additional_claims={"is_admin": user.is_admin}
+            identity=str(user.id), additional_claims={"is_admin": user.is_admin, **version}
         ),
         "token_type": "bearer",
         "expires_in": int(config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
-        "refresh_token": create_refresh_token(
-            identity=str(user.id), additional_claims={FAMILY_CLAIM: family or uuid.uuid4().hex}
-        ),
+        "refresh_token": create_refresh_token(identity=str(user.id), additional_claims={**family, **version}),
     }
+
+
+def family_expired(payload):
+    """Whether the login that started this refresh token's family is older than
+    ``JWT_REFRESH_FAMILY_MAX_DAYS``: rotation stops there, however often it happened."""
+    max_age = current_app.config["JWT_REFRESH_FAMILY_MAX_DAYS"] * 24 * 3600
+    return _now() - _login_time(payload) > max_age
+
+
+def _login_time(payload):
+    """A refresh token's login time; one issued before the claim existed counts from its own issue."""
+    return payload.get(LOGIN_TIME_CLAIM, payload["iat"])
 
 
 def revoke(payload):
@@ -89,20 +131,57 @@ def _replayed(payload):
 def is_revoked(_header, payload):
     """flask-jwt-extended's blocklist check; fails open while Redis is down (a documented trade-off).
 
-    A refresh token found revoked is being replayed: refused, and its family revoked too.
+    A token is revoked when blocklisted, or when its user's version moved on (role changed, user
+    deleted): both read in one round trip. A refresh token found blocklisted is being replayed:
+    refused, and its family revoked too.
     """
     keys = [_blocklist_key(payload["jti"])]
     if payload["type"] == "refresh":
         keys.append(_family_key(_family_of(payload)))
+    pipeline = cache_redis.client.pipeline(transaction=False)
+    pipeline.exists(*keys)
+    pipeline.get(_version_key(payload["sub"]))
     try:
-        revoked = bool(cache_redis.client.exists(*keys))
+        blocklisted, version = pipeline.execute()
     except redis.RedisError:
         log.warning("Token blocklist unavailable (Redis down): accepting token %s", payload["jti"])
         return False
-    if revoked and payload["type"] == "refresh":
+    if blocklisted and payload["type"] == "refresh":
         _replayed(payload)
-    return revoked
+    return bool(blocklisted) or int(version or 0) != payload.get(VERSION_CLAIM, 0)
+
+
+@event.listens_for(User, "after_update")
+def _note_role_change(_mapper, _connection, user):
+    if inspect(user).attrs.is_admin.history.has_changes():
+        object_session(user).info.setdefault(CHANGED_USERS, set()).add(user.id)
+
+
+@event.listens_for(User, "after_delete")
+def _note_deletion(_mapper, _connection, user):
+    object_session(user).info.setdefault(CHANGED_USERS, set()).add(user.id)
+
+
+@event.listens_for(Session, "after_commit")
+def _end_changed_users_tokens(session):
+    """Once committed, the tokens of users whose role changed or who were deleted stop working.
+    Raises ``redis.RedisError`` if Redis is down: the change is kept, the tokens live on."""
+    user_ids = session.info.pop(CHANGED_USERS, ())
+    if user_ids:
+        pipeline = cache_redis.client.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipeline.incr(_version_key(user_id))
+        pipeline.execute()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_changed_users(session):
+    session.info.pop(CHANGED_USERS, None)
+
+
+def _now():
+    return int(datetime.now(UTC).timestamp())
 
 
 def _seconds_left(payload):
-    return max(payload["exp"] - int(datetime.now(UTC).timestamp()), 1)
+    return max(payload["exp"] - _now(), 1)
