@@ -41,7 +41,7 @@ from helpers import (
     free_port,
     wait_for,
 )
-from support.processes import metric
+from support.metrics import metric
 from test_pipeline import Stack
 
 pytest_plugins = ["support.processes", "support.servers"]

@@ -3,10 +3,8 @@ all killed at teardown, pass or fail."""
 
 import signal
 import subprocess
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import kill_hard, start_process
 
@@ -55,13 +53,6 @@ class Processes:
                 codes[name] = "killed"
         self.running = {}
         return codes
-
-
-def metric(port, name):
-    """The value of the sample ``name`` a process serves on its metrics ``port``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        families = text_string_to_metric_families(response.read().decode())
-        return next(sample.value for family in families for sample in family.samples if sample.name == name)
 
 
 @pytest.fixture
