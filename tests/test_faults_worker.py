@@ -22,7 +22,7 @@ from helpers import TEST_REDIS_URL, WORKER, make_app, place_order, wait_for
 
 pytest_plugins = ["support.processes"]
 
-SETTINGS = {"JOB_TIMEOUT_SECONDS": 2, "JOB_ABANDONED_GRACE_SECONDS": 1, "JOB_RETRY_INTERVALS": [1, 1, 1]}
+SETTINGS = {"JOB_TIMEOUT_SECONDS": 3, "JOB_ABANDONED_GRACE_SECONDS": 1, "JOB_RETRY_INTERVALS": [1, 1, 1]}
 
 
 def test_a_worker_paused_past_its_job_timeout_loses_the_job_to_another_and_nothing_runs_twice(
@@ -30,7 +30,7 @@ def test_a_worker_paused_past_its_job_timeout_loses_the_job_to_another_and_nothi
 ):
     environment = {f"FLASK_{key}": str(value) for key, value in SETTINGS.items()}
     for name in ("worker-0", "worker-1"):
-        processes.start(name, WORKER, PROCESSING_DELAY_SECONDS="1.5", **environment)
+        processes.start(name, WORKER, PROCESSING_DELAY_SECONDS="2", **environment)
     rq_redis = Redis.from_url(TEST_REDIS_URL)
     wait_for(lambda: len(Worker.all(connection=rq_redis)) == 2, timeout=30, message="two workers")
     app = make_app(RECONCILE_AFTER_SECONDS=1, **SETTINGS)
