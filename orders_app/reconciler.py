@@ -88,7 +88,7 @@ def _repair(queue, order_id, job):
         return 0
     with log_context(order_id=str(order_id)):
         if job is not None:
-            job.delete()  # finished, failed, stopped or canceled: a fresh run with fresh retries
+            _delete(job)  # finished, failed, stopped or canceled: a fresh run with fresh retries
         try:
             enqueue_process_order(current_app.config, queue.connection, order_id, request_id=None)
         except DuplicateJobError:  # the consumer enqueued it meanwhile
@@ -100,6 +100,17 @@ def _repair(queue, order_id, job):
         )
     RECONCILED.inc()
     return 1
+
+
+def _delete(job):
+    """Delete ``job``. RQ reads each of its executions first, and raises ``ValueError`` for one whose
+    record expired in between (that of a worker that died or was paused mid-job): then the job's
+    index of executions goes first (their records expire by themselves)."""
+    try:
+        job.delete()
+    except ValueError:
+        job.connection.delete(job.execution_registry.key)
+        job.delete()
 
 
 def _retry_stalled(queue, job):

@@ -124,17 +124,19 @@ def run_worker():
     config = current_app.config
     stop, backoff = GracefulStop(), Backoff(maximum=config["RECONNECT_MAX_SECONDS"])
     while not stop.requested:
-        # No socket timeout: the worker blocks on BLPOP for minutes at a time.
-        worker = OrdersWorker(
-            [config["RQ_QUEUE"]],
-            connection=redis.Redis.from_url(config["REDIS_URL"]),
-            serializer=JSONSerializer,
-        )
+        worker = None
         try:
+            # No socket timeout: the worker blocks on BLPOP for minutes at a time. RQ already
+            # asks Redis for this client's address when the worker is made.
+            worker = OrdersWorker(
+                [config["RQ_QUEUE"]],
+                connection=redis.Redis.from_url(config["REDIS_URL"]),
+                serializer=JSONSerializer,
+            )
             worker.work(with_scheduler=True)
         except redis.RedisError as error:
             log.warning("Worker lost Redis: %r", error)
-        if worker.stop_signalled:
+        if worker is not None and worker.stop_signalled:
             break
         stop.install()  # between two workers, a signal stops the loop
         delay = backoff.next_delay()

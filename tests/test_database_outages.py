@@ -5,10 +5,11 @@ requests succeed; the relay and a real worker recover by themselves, without a r
 """
 
 import threading
+import uuid
 
 import pytest
 from redis import Redis
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 
 from orders_app.events.relay import Relay
 from orders_app.extensions import db
@@ -114,6 +115,38 @@ def test_a_connection_reset_mid_request_answers_503(proxied_app, alice, database
         web.patch(f"/orders/{order['id']}/", json={"status": "PAID"}, headers=alice["headers"]).status_code
         == 200
     )
+
+
+def test_a_post_cut_mid_statement_answers_503_and_creates_nothing(proxied_app, alice, database_proxy):
+    web = proxied_app.test_client()
+    first = place_order(web, alice["headers"])
+    headers = {**alice["headers"], "Idempotency-Key": "cut"}
+    responses = []
+    engine = create_engine(TEST_DATABASE_URL)
+    with engine.connect() as other, other.begin():  # the same key, uncommitted: the POST waits on it
+        other.execute(
+            text(
+                "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id) "
+                "VALUES (:u, 'cut', '', :o)"
+            ),
+            {"u": alice["user"]["id"], "o": first["id"]},
+        )
+        request = threading.Thread(
+            target=lambda: responses.append(web.post("/orders/", json={"items": ITEMS}, headers=headers))
+        )
+        request.start()
+        wait_for(lambda: waiting_on_a_lock(other), message="the POST waiting on the key's lock")
+        database_proxy.reset()
+        request.join(timeout=10)
+        other.rollback()
+    assert_unavailable(responses[0])
+    # Nothing was created, and the retry with the same key creates the one order.
+    with engine.connect() as connection:
+        assert connection.scalars(select(Order.id)).all() == [uuid.UUID(first["id"])]
+        retried = web.post("/orders/", json={"items": ITEMS}, headers=headers)
+        assert retried.status_code == 201, retried.json
+        assert connection.scalar(select(func.count()).select_from(Order)) == 2
+    engine.dispose()
 
 
 def waiting_on_a_lock(connection):

@@ -1,0 +1,1 @@
+"""Test support: private servers and the processes a test starts."""
