@@ -2,16 +2,23 @@
 HTTP to a receiver the test runs, which decodes what they send (opentelemetry-proto)."""
 
 import json
+import logging
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
 
-from helpers import closed_port_url, wait_for
+from orders_app.tracing import WarnOnce
+
+from helpers import closed_port_url, free_port, wait_for
 from test_pipeline import running_stack, signed_in
 
 TRACED = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "100"}
@@ -20,9 +27,9 @@ TRACED = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "100"}
 class Collector(ThreadingHTTPServer):
     """An OTLP/HTTP receiver: ``spans`` are dicts of what every process sent to ``/v1/traces``."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.spans, self.lock = [], threading.Lock()
-        super().__init__(("127.0.0.1", 0), CollectorHandler)
+        super().__init__(("127.0.0.1", port), CollectorHandler)
 
     @property
     def url(self):
@@ -81,13 +88,21 @@ class CollectorHandler(BaseHTTPRequestHandler):
         pass
 
 
+@contextmanager
+def running_collector(port=0):
+    server = Collector(port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def collector():
-    server = Collector()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running_collector() as server:
+        yield server
 
 
 def json_lines(text):
@@ -169,3 +184,19 @@ def test_an_unreachable_collector_changes_nothing_but_one_warning(database, brok
             wait_for(lambda name=name: warning in stack.log(name), timeout=20, message=f"{name}'s warning")
     for name in stack.logs:
         assert stack.log(name).count(warning) == 1, (name, stack.log(name)[-3000:])
+
+
+def test_export_failures_are_logged_once_and_the_recovery_too(caplog):
+    port = free_port()
+    exporter = WarnOnce(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces", timeout=1))
+    span = TracerProvider().get_tracer("test").start_span("a span")
+    span.end()
+    with caplog.at_level(logging.INFO, logger="orders_app.tracing"):
+        assert [exporter.export([span]) for _ in range(3)] == [SpanExportResult.FAILURE] * 3
+        with running_collector(port) as collector:
+            assert [exporter.export([span]) for _ in range(2)] == [SpanExportResult.SUCCESS] * 2
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "Cannot export traces to the collector",
+        "Exporting traces again",
+    ]
+    assert [s["name"] for s in collector.spans] == ["a span", "a span"]
