@@ -2,7 +2,8 @@
 
 Off unless ``OTEL_TRACES_EXPORTER`` is set: ``otlp`` sends OTLP over HTTP to
 ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``console`` prints the spans. Off, not even the SDK is imported:
-the spans below come from the API's no-op tracer, and a request runs the code it ran before.
+the spans below come from the API's no-op tracer, and a request runs the code it ran before but
+for a flag's check (``carrier``) and a comparison per log line (``orders_app.log.span_ids``).
 
 One order is one trace. Its W3C trace context (``traceparent``, ``tracestate``) crosses each
 asynchronous hop as a carrier (a dict of headers): the outbox row keeps the request's, the relay's
