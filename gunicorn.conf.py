@@ -62,10 +62,19 @@ logger_class = Logger
 
 
 def post_fork(server, worker):
-    """Make psycopg2 yield to other greenlets while it waits on PostgreSQL."""
+    """Make psycopg2 yield to other greenlets while it waits on PostgreSQL, and set up traces if the
+    OTEL_* variables ask for them: in the worker (the exporter's thread does not survive a fork), and
+    after gevent's patching, which the gevent worker does next anyway, so that the thread and the
+    exporter's sockets are gevent's."""
+    from gevent import monkey
     from psycogreen.gevent import patch_psycopg
 
+    monkey.patch_all()
     patch_psycopg()
+
+    from orders_app import tracing
+
+    tracing.setup("orders-web")
 
 
 def post_worker_init(worker):

@@ -9,7 +9,8 @@ time (cProfile). The second counts the machine instructions the N requests execu
 callgrind, counting only inside the measured requests) and prints them per request: a count that does
 not move with the machine's load, so two versions of the code compare to a fraction of a percent
 on a busy machine where timings vary by 20 %. Uses the database `make bench` seeded (orders_bench,
-Redis db 14); logging stays at INFO, its lines discarded after they are formatted.
+Redis db 14); logging stays at INFO, its lines discarded after they are formatted. With
+``OTEL_TRACES_EXPORTER`` set, requests are traced as in a web worker (README, Traces).
 """
 
 import cProfile
@@ -31,7 +32,7 @@ os.environ.update(ENV)
 
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
-from orders_app import create_app  # noqa: E402
+from orders_app import create_app, tracing  # noqa: E402
 
 UNDER_CALLGRIND = "BENCH_UNDER_CALLGRIND"
 ORDER_BODY = b'{"items": [{"name": "Bread", "quantity": 2, "price": "10.50"}]}'
@@ -71,6 +72,7 @@ def main():
         )
         orders = cursor.fetchall()
     tokens = mint_tokens(sorted({user for _, user in orders}))
+    tracing.setup("orders-web")  # as a web worker does: traces on if OTEL_TRACES_EXPORTER says so
     app = create_app()
     cache = redis.Redis.from_url(REDIS_URL)
 

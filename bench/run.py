@@ -407,7 +407,13 @@ def http_scenarios(workdir, orders, tokens, deep_users):
     cache = redis.Redis.from_url(REDIS_URL)
     with (
         gunicorn("wsgi:app", port, Path(workdir) / "web.log") as service,
-        gunicorn("bench.baseline_app:app", baseline_port, Path(workdir) / "baseline.log") as baseline,
+        # Never traced: with OTEL_* set, the service's requests are, and the baseline stays the same.
+        gunicorn(
+            "bench.baseline_app:app",
+            baseline_port,
+            Path(workdir) / "baseline.log",
+            OTEL_TRACES_EXPORTER="none",
+        ) as baseline,
     ):
         url, baseline_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{baseline_port}"
         wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")

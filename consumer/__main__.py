@@ -2,6 +2,7 @@
 
 import argparse
 
+from orders_app import tracing
 from orders_app.config import load_standalone_config
 from orders_app.log import configure_logging
 from orders_app.metrics import serve_process_metrics
@@ -18,6 +19,7 @@ def main(argv=None):
     config = load_standalone_config()
     configure_logging(config["LOG_LEVEL"], config["LOG_FORMAT"])
     serve_process_metrics(config)
+    tracing.setup("orders-consumer")
     consumer = Consumer(config)
     consumer.stop.install()
     consumer.run()

@@ -10,16 +10,19 @@ it, and the consumer waits for Redis with backoff before consuming again.
 Redeliveries are bounded: a message that keeps coming back (one that kills the consumer, say) is
 dead-lettered after ``CONSUMER_MAX_REDELIVERIES``, counted in Redis per message body. Nothing is
 lost by it: the order is in PostgreSQL, and the reconciler gives it its job again.
+
+Traced (``orders_app.tracing``), handling a message continues the trace its headers carry.
 """
 
 import hashlib
 import logging
 
 import redis
+from opentelemetry.trace import SpanKind
 from pika.exceptions import AMQPError
 from rq.exceptions import DuplicateJobError
 
-from orders_app import redis_client
+from orders_app import redis_client, tracing
 from orders_app.events.messages import schema as event_schema
 from orders_app.events.topology import Topology, connect
 from orders_app.job_queue import enqueue_process_order
@@ -73,6 +76,16 @@ class Consumer:
                 connection.close()
 
     def handle(self, channel, method, properties, body):
+        attributes = {
+            "messaging.message.id": properties.message_id or "",
+            "messaging.rabbitmq.redelivered": method.redelivered,
+        }
+        with tracing.span(
+            f"process {method.routing_key}", SpanKind.CONSUMER, properties.headers, attributes=attributes
+        ):
+            self._handle(channel, method, properties, body)
+
+    def _handle(self, channel, method, properties, body):
         if method.redelivered and self._count_redelivery(body) > self.config["CONSUMER_MAX_REDELIVERIES"]:
             self._dead_letter(channel, method, properties, "redelivered too many times")
             return

@@ -12,7 +12,7 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from . import housekeeping
+from . import housekeeping, tracing
 from .auth.passwords import hash_password
 from .auth.schemas import LowerCaseEmail, RegisterSchema
 from .config import web_connections, web_workers
@@ -183,6 +183,7 @@ def reconcile():
 def relay():
     """Publish outbox events to RabbitMQ until SIGTERM/SIGINT."""
     serve_process_metrics(current_app.config)
+    tracing.setup("orders-relay")
     outbox_relay = Relay()
     outbox_relay.stop.install()
     outbox_relay.run()
@@ -193,6 +194,7 @@ def relay():
 def worker():
     """Run an RQ worker (with its scheduler) on the orders queue until SIGTERM/SIGINT."""
     serve_process_metrics(current_app.config)
+    tracing.setup("orders-worker")
     run_worker()
 
 

@@ -2,11 +2,15 @@
 the reconciler and the tests share.
 
 Imports neither the app nor the database: the consumer has neither. The job is enqueued by its
-dotted path, so whoever enqueues never imports its code (``orders_app.jobs``).
+dotted path, so whoever enqueues never imports its code (``orders_app.jobs``). The job's meta
+keeps the trace context of its enqueue, which the worker continues (``orders_app.tracing``).
 """
 
+from opentelemetry.trace import SpanKind
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer  # never pickle: whoever writes to Redis would run code
+
+from . import tracing
 
 PROCESS_ORDER = "orders_app.jobs.process_order"
 
@@ -23,12 +27,14 @@ def orders_queue(config, connection):
 
 def enqueue_process_order(config, connection, order_id, request_id):
     """Enqueue the order's job once: raises ``rq.exceptions.DuplicateJobError`` if it exists."""
-    return orders_queue(config, connection).enqueue(
-        PROCESS_ORDER,
-        str(order_id),
-        job_id=job_id(order_id),
-        unique=True,
-        job_timeout=config["JOB_TIMEOUT_SECONDS"],
-        retry=Retry(max=3, interval=config["JOB_RETRY_INTERVALS"]),
-        meta={"request_id": request_id},
-    )
+    attributes = {"messaging.message.id": job_id(order_id), "orders.order_id": str(order_id)}
+    with tracing.span("enqueue process_order", SpanKind.PRODUCER, attributes=attributes):
+        return orders_queue(config, connection).enqueue(
+            PROCESS_ORDER,
+            str(order_id),
+            job_id=job_id(order_id),
+            unique=True,
+            job_timeout=config["JOB_TIMEOUT_SECONDS"],
+            retry=Retry(max=3, interval=config["JOB_RETRY_INTERVALS"]),
+            meta={"request_id": request_id, "trace_context": tracing.carrier()},
+        )

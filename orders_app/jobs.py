@@ -1,16 +1,19 @@
 """The ``process_order`` job: what it does.
 
 Its queue, unique id and enqueueing are ``orders_app.job_queue``; the worker that runs it is
-``orders_app.worker``.
+``orders_app.worker``. Traced, a run continues the trace its job's meta carries (``orders_app.tracing``).
 """
 
 import logging
 import time
 
 from flask import current_app
+from opentelemetry.trace import SpanKind
 from rq import get_current_job
 
+from . import tracing
 from .extensions import db
+from .job_queue import job_id
 from .log import log_context
 from .metrics import ORDERS_PROCESSED
 from .orders.service import mark_processed
@@ -25,7 +28,14 @@ def process_order(order_id):
     mid-transaction must not leave the next job a session that only raises ``PendingRollbackError``.
     """
     job = get_current_job()
-    with log_context(job.meta.get("request_id") if job else None, order_id):
+    meta = job.meta if job else {}
+    attributes = {"messaging.message.id": job_id(order_id), "orders.order_id": order_id}
+    with (
+        tracing.span(
+            "run process_order", SpanKind.CONSUMER, meta.get("trace_context"), attributes=attributes
+        ),
+        log_context(meta.get("request_id"), order_id),
+    ):
         try:
             log.info("Processing order %s", order_id)
             time.sleep(current_app.config["PROCESSING_DELAY_SECONDS"])

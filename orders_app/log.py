@@ -3,7 +3,8 @@ the request id and the order id of the work in hand.
 
 Both ids live in context variables: set per HTTP request (``http.py``), and per message or
 job by the relay, consumer and worker (``log_context``), so an order can be followed from the
-request that created it to the worker that processed it. Imports only the standard library and
+request that created it to the worker that processed it; with traces on, the ids of the active
+span too, which lead to its trace (``orders_app.tracing``). Imports only the standard library and
 orjson (gunicorn's master process loads it before gevent patches, see ``gunicorn.conf.py``).
 """
 
@@ -16,6 +17,10 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import orjson
+
+# Set by ``orders_app.tracing`` when traces are on: the active span's ``trace_id`` and ``span_id``
+# (an empty dict without one), added to every line. Off, it is None: one comparison per line.
+span_ids = None
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 order_id_var: ContextVar[str | None] = ContextVar("order_id", default=None)
@@ -56,6 +61,8 @@ class ContextFilter(logging.Filter):
     def filter(self, record):
         record.request_id = getattr(record, "request_id", None) or request_id_var.get()
         record.order_id = getattr(record, "order_id", None) or order_id_var.get()
+        if span_ids is not None:
+            vars(record).update(span_ids())
         return True
 
 

@@ -99,13 +99,15 @@ Index("ix_idempotency_keys_created_at", IdempotencyKey.created_at)
 
 
 class OutboxEvent(db.Model):
-    """An event to publish; ``published_at`` is set once the broker confirmed it."""
+    """An event to publish; ``published_at`` is set once the broker confirmed it. ``trace_context``
+    is the W3C trace context of the request that wrote it (``orders_app.tracing``), if traced."""
 
     __tablename__ = "outbox_events"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     event_type: Mapped[str] = mapped_column(String(50))
     payload: Mapped[dict] = mapped_column(JSONB)
+    trace_context: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -5,6 +5,7 @@ import json
 import signal
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from urllib.error import HTTPError
 
 import pytest
@@ -49,14 +50,16 @@ class Stack:
             return False
 
 
-@pytest.fixture
-def stack(database, broker, tmp_path):
+@contextmanager
+def running_stack(tmp_path, **settings):
+    """The four processes on a free port, ready; stopped with SIGTERM after, each exiting with 0."""
     port = free_port()
     settings = {
         "FLASK_PASSWORD_HASH_TIME_COST": "1",
         "FLASK_PASSWORD_HASH_MEMORY_COST": "1024",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
+        **settings,
     }
     logs = {name: tmp_path / f"{name}.log" for name in PROCESSES}
     processes = {
@@ -77,11 +80,22 @@ def stack(database, broker, tmp_path):
     assert exit_codes == dict.fromkeys(PROCESSES, 0), {name: stack.log(name)[-2000:] for name in PROCESSES}
 
 
-def test_an_order_posted_over_http_is_processed_by_the_pipeline(stack):
-    assert stack.call("POST", "/register/", {"email": "e2e@example.com", "password": PASSWORD})[0] == 201
-    status, tokens = stack.call("POST", "/token", form={"username": "e2e@example.com", "password": PASSWORD})
+@pytest.fixture
+def stack(database, broker, tmp_path):
+    with running_stack(tmp_path) as stack:
+        yield stack
+
+
+def signed_in(stack, email):
+    """Register ``email`` and log in: the Authorization header."""
+    assert stack.call("POST", "/register/", {"email": email, "password": PASSWORD})[0] == 201
+    status, tokens = stack.call("POST", "/token", form={"username": email, "password": PASSWORD})
     assert status == 200
-    auth = {"Authorization": f"Bearer {tokens['access_token']}", "X-Request-ID": "e2e-request-1"}
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def test_an_order_posted_over_http_is_processed_by_the_pipeline(stack):
+    auth = {**signed_in(stack, "e2e@example.com"), "X-Request-ID": "e2e-request-1"}
     items = [{"name": "Tea", "quantity": 3, "price": "2.50"}]
     status, order = stack.call("POST", "/orders/", {"items": items}, headers=auth)
     assert status == 201

@@ -69,6 +69,8 @@ def test_the_event_has_the_exact_body_and_properties(app, client, alice, broker,
     assert properties.delivery_mode == 2  # persistent
     assert properties.type == "new_order"
     assert properties.message_id == str(event.id)
+    assert properties.headers is None  # traces off: no trace context, in the message or the outbox
+    assert event.trace_context is None
     assert event.published_at is not None
 
 

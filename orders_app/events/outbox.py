@@ -2,10 +2,13 @@
 
 A ``NOTIFY`` in that transaction wakes the relay when it commits (PostgreSQL delivers
 notifications on commit only); the relay's timer sweep covers any notification it missed.
+Each event keeps the trace context of the request that wrote it: the relay's publish continues
+that trace (``orders_app.tracing``).
 """
 
 from sqlalchemy import bindparam, func, insert, select
 
+from .. import tracing
 from ..extensions import db
 from ..models import OutboxEvent
 from .messages import new_order_event
@@ -17,7 +20,12 @@ NOTIFY_CHANNEL = "outbox"
 # Built once (a statement is costly to build per request); executed with each event's values.
 _INSERT_EVENT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(
     insert(OutboxEvent.__table__)
-    .values(id=bindparam("id"), event_type=NEW_ORDER, payload=bindparam("payload"))
+    .values(
+        id=bindparam("id"),
+        event_type=NEW_ORDER,
+        payload=bindparam("payload"),
+        trace_context=bindparam("trace_context"),
+    )
     .cte("event")
 )
 
@@ -25,4 +33,7 @@ _INSERT_EVENT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(
 def add_new_order_event(order, request_id):
     """Write the ``new_order`` event of ``order`` in the current transaction."""
     body = new_order_event(order, request_id)
-    db.session.execute(_INSERT_EVENT_AND_NOTIFY, {"id": body["event_id"], "payload": body})
+    db.session.execute(
+        _INSERT_EVENT_AND_NOTIFY,
+        {"id": body["event_id"], "payload": body, "trace_context": tracing.carrier()},
+    )

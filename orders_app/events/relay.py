@@ -10,6 +10,10 @@ The relay's loop also runs the reconciler (``orders_app.reconciler``) every
 ``RECONCILE_INTERVAL_SECONDS`` and housekeeping's purges (``orders_app.housekeeping``) every
 ``HOUSEKEEPING_INTERVAL_SECONDS``: it is the one process every deployment runs that talks to
 PostgreSQL on a timer.
+
+Traced (``orders_app.tracing``), a batch is a span of its own, linked to the trace of each event
+in it, and each publish continues the trace of the request that wrote its event, linked to its
+batch; the message's headers carry the publish's trace context on (its body does not change).
 """
 
 import json
@@ -20,12 +24,13 @@ import pika
 import psycopg2
 import redis
 from flask import current_app
+from opentelemetry.trace import SpanKind
 from pika.exceptions import AMQPError
 from psycopg2 import sql
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import housekeeping
+from .. import housekeeping, tracing
 from ..extensions import db
 from ..lifecycle import Backoff, Every, GracefulStop, Heartbeat, keep_serving
 from ..log import log_context
@@ -40,7 +45,7 @@ log = logging.getLogger(__name__)
 # Built once: a batch of pending events (plain rows, oldest first, locked), and one UPDATE marking
 # those the broker confirmed (instead of one per event, flushed by the ORM).
 _CLAIM_PENDING = (
-    select(OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.payload)
+    select(OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.payload, OutboxEvent.trace_context)
     .where(OutboxEvent.published_at.is_(None))
     .order_by(OutboxEvent.created_at)
     .limit(bindparam("batch_size"))
@@ -116,21 +121,38 @@ class Relay:
     def publish_batch(self, channel):
         """Publish up to one batch of pending events; return how many were claimed."""
         events = db.session.execute(_CLAIM_PENDING, {"batch_size": self.batch_size}).all()
-        confirmed = []
-        try:
-            for event in events:
-                self._publish(channel, event)
-                EVENTS_PUBLISHED.inc()
-                confirmed.append(event.id)
-        finally:
-            if confirmed:  # what the broker confirmed is marked; the rest is unlocked
-                db.session.execute(_MARK_PUBLISHED, {"ids": confirmed})
+        if not events:  # an idle sweep: no span
             db.session.commit()
+            return 0
+        links = [event.trace_context for event in events]
+        with tracing.span(
+            "relay batch", links=links, attributes={"messaging.batch.message_count": len(events)}
+        ):
+            confirmed = []
+            try:
+                for event in events:
+                    self._publish(channel, event)
+                    EVENTS_PUBLISHED.inc()
+                    confirmed.append(event.id)
+            finally:
+                if confirmed:  # what the broker confirmed is marked; the rest is unlocked
+                    db.session.execute(_MARK_PUBLISHED, {"ids": confirmed})
+                db.session.commit()
         return len(events)
 
     def _publish(self, channel, event):
         """Publish one event and wait for the broker's confirm (raises if nacked or unroutable)."""
-        with log_context(event.payload.get("request_id"), event.payload.get("order_id")):
+        order_id = event.payload.get("order_id")
+        with (
+            log_context(event.payload.get("request_id"), order_id),
+            tracing.span(
+                f"publish {event.event_type}",
+                SpanKind.PRODUCER,
+                parent=event.trace_context,
+                links=[tracing.carrier()],  # the batch
+                attributes={"messaging.message.id": str(event.id), "orders.order_id": str(order_id)},
+            ),
+        ):
             channel.basic_publish(
                 exchange=self.topology.exchange,
                 routing_key=event.event_type,
@@ -140,6 +162,7 @@ class Relay:
                     delivery_mode=pika.DeliveryMode.Persistent,
                     type=event.event_type,
                     message_id=str(event.id),
+                    headers=tracing.carrier(),  # this span's trace context, for the consumer
                 ),
                 mandatory=True,
             )

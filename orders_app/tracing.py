@@ -1,0 +1,155 @@
+"""Traces: OpenTelemetry, set up once per process from OpenTelemetry's standard ``OTEL_*`` variables.
+
+Off unless ``OTEL_TRACES_EXPORTER`` is set: ``otlp`` sends OTLP over HTTP to
+``OTEL_EXPORTER_OTLP_ENDPOINT``, ``console`` prints the spans. Off, not even the SDK is imported:
+the spans below come from the API's no-op tracer, and a request runs the code it ran before but
+for a flag's check (``carrier``) and a comparison per log line (``orders_app.log.span_ids``).
+
+One order is one trace. Its W3C trace context (``traceparent``, ``tracestate``) crosses each
+asynchronous hop as a carrier (a dict of headers): the outbox row keeps the request's, the relay's
+publish continues it and the AMQP message headers carry the publish's on, the consumer
+continues those and the RQ job's meta keeps the context of its enqueue, the worker continues that
+around the job. Each hop is a child of the one before (README, Traces, says why not a link).
+"""
+
+import importlib
+import logging
+import os
+import socket
+from contextlib import contextmanager
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, SpanKind
+
+from . import log as service_log
+
+log = logging.getLogger(__name__)
+
+tracer = trace.get_tracer("orders_app")
+enabled = False  # set by setup()
+
+# What each process instruments (opentelemetry-python-contrib); the rest of its spans are ours.
+# Left out on purpose: Redis in the relay and the worker, PostgreSQL in the relay, whose idle
+# loops (RQ's polling and heartbeats, the relay's sweeps) would each make a trace of their own;
+# pika's, which gives each publish on a BlockingChannel two nested spans (it instruments the
+# channel and the one under it) and leaves a message's context attached until the next one.
+INSTRUMENTATIONS = {
+    "orders-web": ("flask.FlaskInstrumentor", "psycopg2.Psycopg2Instrumentor", "redis.RedisInstrumentor"),
+    "orders-relay": (),
+    "orders-consumer": ("redis.RedisInstrumentor",),
+    "orders-worker": ("psycopg2.Psycopg2Instrumentor",),
+}
+
+
+def setup(service):
+    """Trace this process as ``service`` (a key of ``INSTRUMENTATIONS``; ``OTEL_SERVICE_NAME`` wins),
+    if ``OTEL_TRACES_EXPORTER`` says so. Call it once, in the process that does the work: a
+    gunicorn worker after the fork (the exporter's thread does not survive one)."""
+    global enabled
+    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    if exporter_name in ("", "none"):
+        return
+    from opentelemetry.sdk.resources import (
+        SERVICE_INSTANCE_ID,
+        SERVICE_NAME,
+        SERVICE_VERSION,
+        OTELResourceDetector,
+        Resource,
+    )
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from .config import Defaults
+
+    defaults = {
+        SERVICE_NAME: service,
+        SERVICE_VERSION: Defaults.API_VERSION,
+        SERVICE_INSTANCE_ID: f"{socket.gethostname()}-{os.getpid()}",
+    }
+    # The environment's resource attributes (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME) win.
+    resource = Resource.create(defaults).merge(OTELResourceDetector().detect())
+    provider = TracerProvider(resource=resource)  # reads OTEL_TRACES_SAMPLER and its argument
+    provider.add_span_processor(BatchSpanProcessor(WarnOnce(_exporter(exporter_name))))  # OTEL_BSP_*
+    trace.set_tracer_provider(provider)
+    for path in INSTRUMENTATIONS[service]:
+        module, name = path.rsplit(".", 1)
+        getattr(importlib.import_module(f"opentelemetry.instrumentation.{module}"), name)().instrument()
+    service_log.span_ids = span_ids
+    enabled = True
+
+
+def _exporter(name):
+    if name == "otlp":  # OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, _TIMEOUT, ... and their _TRACES_ forms
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    raise RuntimeError(
+        f"OTEL_TRACES_EXPORTER={name} is not supported: use otlp (OTLP over HTTP), console or none"
+    )
+
+
+class WarnOnce:
+    """A span exporter that logs one warning when exports start failing (a collector unreachable),
+    and one line when they work again, instead of the exporter's lines for every batch and retry.
+    The spans of a failed export are dropped: tracing never holds the service up."""
+
+    def __init__(self, exporter):
+        self.exporter = exporter
+        self.failing = False
+        # The exporter's and the batch processor's own lines, per batch, retry and full queue.
+        logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+        logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
+
+    def export(self, spans):
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        result = self.exporter.export(spans)
+        failing = result is not SpanExportResult.SUCCESS
+        if failing and not self.failing:
+            log.warning(
+                "Cannot export traces to %s; dropping spans until it works again (logged once)",
+                os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "the collector"),
+            )
+        elif self.failing and not failing:
+            log.info("Exporting traces again")
+        self.failing = failing
+        return result
+
+    def shutdown(self):
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis=30000):
+        return self.exporter.force_flush(timeout_millis)
+
+
+def span_ids():
+    """The log fields of the active span: ``trace_id`` and ``span_id`` in hex, as trace viewers show them."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
+
+
+def carrier():
+    """The active span's context as W3C headers (``traceparent``, ``tracestate``), or ``None``
+    when there is none. Tracing off, it returns at once: a new order pays nothing for it."""
+    if not enabled:
+        return None
+    headers = {}
+    propagate.inject(headers)
+    return headers or None
+
+
+@contextmanager
+def span(name, kind=SpanKind.INTERNAL, parent=None, links=(), attributes=None):
+    """A span of ours, the child of ``parent`` (a carrier, as ``carrier()`` gives) when given, else
+    of the active span; ``links`` are carriers too. Exceptions are recorded on it."""
+    context = propagate.extract(parent) if parent else None
+    links = [Link(trace.get_current_span(propagate.extract(c)).get_span_context()) for c in links if c]
+    with tracer.start_as_current_span(name, context, kind, attributes, links) as current:
+        yield current
