@@ -69,6 +69,7 @@ def test_each_container_gets_only_the_secrets_it_needs():
         "rq-dashboard": {"REDIS_DASHBOARD_PASSWORD", "RQ_DASHBOARD_PASSWORD"},
         "proxy": set(),
         "prometheus": set(),
+        "jaeger": set(),  # the optional tracing profile
     }
     assert not [name for name, service in SERVICES.items() if "env_file" in service]  # not all of .env
 
@@ -90,6 +91,7 @@ def test_every_published_port_is_a_setting_with_its_usual_default():
         "rabbitmq": ["${MANAGEMENT_BIND_ADDRESS:-127.0.0.1}:${RABBITMQ_MANAGEMENT_PORT:-15672}:15672"],
         "rq-dashboard": ["${MANAGEMENT_BIND_ADDRESS:-127.0.0.1}:${RQ_DASHBOARD_PORT:-9181}:9181"],
         "prometheus": ["${MANAGEMENT_BIND_ADDRESS:-127.0.0.1}:${PROMETHEUS_PORT:-9090}:9090"],
+        "jaeger": ["${MANAGEMENT_BIND_ADDRESS:-127.0.0.1}:${JAEGER_UI_PORT:-16686}:16686"],
     }
 
 
