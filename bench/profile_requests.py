@@ -10,7 +10,7 @@ callgrind, counting only inside the measured requests) and prints them per reque
 not move with the machine's load, so two versions of the code compare to a fraction of a percent
 on a busy machine where timings vary by 20 %. Uses the database `make bench` seeded (orders_bench,
 Redis db 14); logging stays at INFO, its lines discarded after they are formatted. With
-``OTEL_TRACES_EXPORTER`` set, requests are traced as in a web worker (README, Traces).
+``OTEL_TRACES_EXPORTER`` set, requests are traced as in a web worker (docs/operations.md, Traces).
 """
 
 import cProfile

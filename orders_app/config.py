@@ -46,7 +46,7 @@ MIN_SECRET_DISTINCT_CHARACTERS = 10
 class Defaults:
     SQLALCHEMY_DATABASE_URI = "postgresql://postgres@127.0.0.1:5432/orders"
     # Per process. A web worker holds at most pool_size + max_overflow connections: 10, sized from
-    # the connection budget (README, Configuration); relays, consumers and RQ workers use one.
+    # the connection budget (docs/configuration.md); relays, consumers and RQ workers use one.
     SQLALCHEMY_ENGINE_OPTIONS = {
         "pool_pre_ping": True,
         "pool_size": 5,

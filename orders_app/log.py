@@ -69,7 +69,7 @@ class ContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; a value JSON has no type for is written as its ``str``.
 
-    orjson writes a request's line in half the time ``json.dumps`` takes (README, Design decisions).
+    orjson writes a request's line in half the time ``json.dumps`` takes (docs/decisions/0020).
     """
 
     def format(self, record):

@@ -9,7 +9,7 @@ One order is one trace. Its W3C trace context (``traceparent``, ``tracestate``) 
 asynchronous hop as a carrier (a dict of headers): the outbox row keeps the request's, the relay's
 publish continues it and the AMQP message headers carry the publish's on, the consumer
 continues those and the RQ job's meta keeps the context of its enqueue, the worker continues that
-around the job. Each hop is a child of the one before (README, Traces, says why not a link).
+around the job. Each hop is a child of the one before (docs: decision 0028 says why not a link).
 """
 
 import importlib

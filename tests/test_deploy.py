@@ -349,10 +349,10 @@ def test_network_policies_deny_by_default_and_allow_what_each_process_needs():
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     ingress_controller, prometheus = "ingress-nginx", "monitoring"
     expected = {
-        "web": ({(8000, ingress_controller), (8000, prometheus)}, {53, 5432, 6379, 5672}),
-        "relay": ({(9100, prometheus)}, {53, 5432, 6379, 5672}),
-        "consumer": ({(9100, prometheus)}, {53, 5432, 6379, 5672}),
-        "worker": ({(9100, prometheus)}, {53, 5432, 6379}),
+        "web": ({(8000, ingress_controller), (8000, prometheus)}, {53, 5432, 6379, 5672, 4318}),
+        "relay": ({(9100, prometheus)}, {53, 5432, 6379, 5672, 4318}),
+        "consumer": ({(9100, prometheus)}, {53, 5432, 6379, 5672, 4318}),
+        "worker": ({(9100, prometheus)}, {53, 5432, 6379, 4318}),
         "rq-dashboard": (set(), {53, 6379}),
         "migrate": (set(), {53, 5432, 6379, 5672}),
     }
