@@ -149,7 +149,16 @@ def carrier():
 def span(name, kind=SpanKind.INTERNAL, parent=None, links=(), attributes=None):
     """A span of ours, the child of ``parent`` (a carrier, as ``carrier()`` gives) when given, else
     of the active span; ``links`` are carriers too. Exceptions are recorded on it."""
-    context = propagate.extract(parent) if parent else None
-    links = [Link(trace.get_current_span(propagate.extract(c)).get_span_context()) for c in links if c]
+    context = _extract(parent) if parent else None
+    links = [Link(trace.get_current_span(_extract(c)).get_span_context()) for c in links if c]
     with tracer.start_as_current_span(name, context, kind, attributes, links) as current:
         yield current
+
+
+def _extract(carrier):
+    """The context a carrier holds. Its text values only: a carrier comes from a message's headers
+    or a job's meta, which anyone who can publish or write to Redis sets, and the propagators
+    raise on a value that is not text (a message that crashed every consumer)."""
+    if not isinstance(carrier, dict):
+        return None
+    return propagate.extract({k: v for k, v in carrier.items() if isinstance(k, str) and isinstance(v, str)})

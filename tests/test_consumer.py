@@ -1,8 +1,10 @@
 """The event pipeline: the pika consumer, against real RabbitMQ and Redis."""
 
+import json
 import subprocess
 import sys
 
+import pika
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -48,6 +50,19 @@ def test_an_event_becomes_one_unique_rq_job_then_is_acked(client, alice, broker,
     assert job.retries_left == 3
     assert job.retry_intervals == [2, 10, 30]  # growing
     assert ready_count(broker, topology.queue) == 0  # acked, and the consumer has stopped
+
+
+def test_trace_headers_that_are_not_text_are_ignored(client, alice, broker, topology, rq_redis):
+    """Anyone who can publish sets the headers: a traceparent the propagators cannot read must not
+    stop the consumer (it did: every replica died on the message, redelivered forever)."""
+    order = place_order(client, alice["headers"])
+    headers = {"traceparent": 1, "tracestate": b"\xff", "other": None}
+    properties = pika.BasicProperties(content_type="application/json", delivery_mode=2, headers=headers)
+    broker.basic_publish(topology.exchange, topology.routing_key, json.dumps(event_for(order)), properties)
+    with running(Consumer):
+        wait_for(lambda: jobs_in(rq_redis), message="the job")
+    assert jobs_in(rq_redis) == [f"process-order-{order['id']}"]
+    assert ready_count(broker, topology.queue) == 0  # acked
 
 
 def test_a_redelivered_event_makes_no_second_job_and_one_processing(
