@@ -204,7 +204,7 @@ def test_the_readme_flow_through_the_proxy_to_a_processed_order(stack, customer)
 
 
 def test_metrics_are_not_routed_through_the_proxy_but_scraped_directly(stack):
-    for path in ("/metrics", "//metrics", "/%6detrics", "/metrics?x=1"):
+    for path in ("/metrics", "/metrics/", "//metrics", "/%6detrics", "/metrics?x=1"):
         status, _, body = stack.request("GET", path)
         assert status == 404 and body["code"] == 404, path
     scrape = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read())"

@@ -130,7 +130,15 @@ def test_the_proxys_own_refusals_use_the_error_body(proxy):
 
 
 def test_metrics_are_not_routed_but_served_to_a_direct_scrape(proxy):
-    for path in ("/metrics", "//metrics", "/%6detrics", "/./metrics", "/metrics?format=text"):
+    for path in (
+        "/metrics",
+        "/metrics/",
+        "//metrics",
+        "/%6detrics",
+        "/./metrics",
+        "/metrics?format=text",
+        "/metrics//",
+    ):
         status, headers, body = proxy.request("GET", path)
         assert status == 404, path
         assert headers["Content-Type"] == "application/json" and headers["X-Request-ID"]
