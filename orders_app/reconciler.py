@@ -17,8 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from rq.exceptions import DuplicateJobError, NoSuchJobError
-from rq.job import Job, JobStatus
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.job import JobStatus
 from sqlalchemy import func, select, tuple_
 
 from .extensions import db, queue_redis
@@ -48,7 +47,7 @@ def reconcile():
             return None
         # RQ's own maintenance first: a started job whose worker died goes back to the queue
         # (a retry) or, without retries left, to the failed registry, where it is repaired below.
-        StartedJobRegistry(queue=queue).cleanup()
+        queue.started_job_registry.cleanup()
         return sum(
             _repair(queue, order_id, job)
             for page in _overdue_order_pages()
@@ -78,7 +77,7 @@ def _overdue_order_pages():
 def _jobs_of(queue, order_ids):
     """Each order's job, or ``None`` where it has none, read in one Redis round trip (a pipeline)."""
     ids = [job_id(order_id) for order_id in order_ids]
-    return Job.fetch_many(ids, connection=queue.connection, serializer=queue.serializer)
+    return queue.job_class.fetch_many(ids, connection=queue.connection, serializer=queue.serializer)
 
 
 def _repair(queue, order_id, job):
@@ -119,7 +118,7 @@ def _retry_stalled(queue, job):
     later)."""
     grace = timedelta(seconds=current_app.config["RECONCILE_AFTER_SECONDS"])
     try:
-        due = ScheduledJobRegistry(queue=queue).get_scheduled_time(job)
+        due = queue.scheduled_job_registry.get_scheduled_time(job)
     except NoSuchJobError:  # a scheduler has just moved it to the queue
         return False
     return due < datetime.now(UTC) - grace

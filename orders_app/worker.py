@@ -10,7 +10,7 @@ from rq.exceptions import DeserializationError
 from rq.intermediate_queue import IntermediateQueue
 from rq.serializers import JSONSerializer
 
-from .job_queue import PROCESS_ORDER
+from .job_queue import PROCESS_ORDER, OrdersJob
 from .lifecycle import Backoff, GracefulStop
 from .metrics import JOBS_REFUSED
 
@@ -132,6 +132,7 @@ def run_worker():
                 [config["RQ_QUEUE"]],
                 connection=redis.Redis.from_url(config["REDIS_URL"]),
                 serializer=JSONSerializer,
+                job_class=OrdersJob,
             )
             worker.work(with_scheduler=True)
         except redis.RedisError as error:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 from redis import Connection, Redis
-from rq import Queue, SimpleWorker
+from rq import Callback, Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -235,3 +235,30 @@ def test_a_job_left_started_by_a_worker_killed_with_sigkill_runs_again(database,
     assert registry.get_job_ids() == []
     run_jobs(app, rq_redis)
     assert processed_at(app, order["id"]) is not None
+
+
+CALLED_BACK = []
+
+
+def record_callback(*args):
+    """What a planted job names as its failure callback: here, a harmless witness."""
+    CALLED_BACK.append(args)
+
+
+def test_a_planted_abandoned_job_runs_no_callback(reconciler_app, rq_redis):
+    """Whoever can write to Redis (rq-dashboard's user can) plants a "started" job naming a failure
+    callback: RQ's cleanup of abandoned jobs, which the reconciler runs, would import and call it."""
+    job = Job.create(
+        "orders_app.jobs.process_order",
+        args=["planted"],
+        id="planted",
+        connection=rq_redis,
+        serializer=JSONSerializer,
+        on_failure=Callback(f"{__name__}.record_callback"),
+    )
+    job.set_status(JobStatus.STARTED, pipeline=None)
+    job.save()
+    rq_redis.zadd(StartedJobRegistry(queue=Queue("orders", connection=rq_redis)).key, {"planted:1": 1})
+    run_reconciler(reconciler_app)
+    assert CALLED_BACK == []
+    assert Job.fetch("planted", connection=rq_redis, serializer=JSONSerializer).get_status() == "failed"
