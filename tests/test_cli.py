@@ -169,6 +169,21 @@ def test_a_demoted_admin_loses_admin_rights_on_the_next_request(app, client, ali
     assert other_users_orders(client, bearer(again["access_token"]), alice["user"]["id"]) == 403
 
 
+def test_a_role_changed_while_a_login_is_checked_is_in_its_token(app, client, admin):
+    """``/token`` loads the user, then spends argon2's time on the password: a demotion committed
+    meanwhile must be in the token, or its version bump must refuse the token."""
+    from orders_app.auth import tokens
+
+    with app.test_request_context():
+        loaded = db.session.scalar(select(User).where(User.email == "admin@example.com"))
+        assert loaded.is_admin
+        db.session.expunge(loaded)  # as another request's session holds it
+        result = app.test_cli_runner().invoke(args=["set-admin", "admin@example.com", "--revoke"])
+        assert result.exit_code == 0, result.output
+        issued = tokens.issue_tokens(loaded)  # the user as loaded before the demotion
+    assert claims_of(issued["access_token"])["is_admin"] is False
+
+
 def test_set_admin_grants_admin_rights_from_the_next_login(app, client, alice, bob):
     result = app.test_cli_runner().invoke(args=["set-admin", "bob@example.com"])
     assert result.exit_code == 0, result.output

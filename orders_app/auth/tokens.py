@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 import redis
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session, object_session
 
-from ..extensions import cache_redis
+from ..extensions import cache_redis, db
 from ..models import User
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,13 @@ def issue_tokens(user, rotated=None):
     else:
         family = {FAMILY_CLAIM: uuid.uuid4().hex, LOGIN_TIME_CLAIM: _now()}
     version = {VERSION_CLAIM: _user_version(user.id)}
+    # The role read after the version: a role changed since ``user`` was loaded (during a login's
+    # password check, say) is seen here, or else its version bump, made after its commit, is
+    # newer than these tokens' and refuses them.
+    is_admin = bool(db.session.scalar(select(User.is_admin).where(User.id == user.id)))
     return {
         "access_token": create_access_token(
-            identity=str(user.id), additional_claims={"is_admin": user.is_admin, **version}
+            identity=str(user.id), additional_claims={"is_admin": is_admin, **version}
         ),
         "token_type": "bearer",
         "expires_in": int(config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
