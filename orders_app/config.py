@@ -93,7 +93,7 @@ class Defaults:
     RATELIMIT_APPLICATION = "100/minute"  # over all endpoints together
     RATELIMIT_REGISTER = "5/minute"
     RATELIMIT_TOKEN = "10/minute"  # per client address
-    RATELIMIT_TOKEN_PER_USERNAME = "10/hour"  # failed logins per account, from any address
+    RATELIMIT_TOKEN_PER_USERNAME = "10/hour"  # login attempts per account, any address; success given back
     RATELIMIT_ORDER_CREATE = "30/minute"
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_KEY_PREFIX = "ratelimit"

@@ -156,6 +156,9 @@ class Limiter(flask_limiter.Limiter):
         self.request_filter(lambda: not current_app.config["RATELIMIT_ENABLED"])
 
     def init_app(self, app):
+        # give_back counts down, which only a fixed window (flask-limiter's default) can undo.
+        if app.config.get("RATELIMIT_STRATEGY", "fixed-window") != "fixed-window":
+            raise RuntimeError("RATELIMIT_STRATEGY must be fixed-window: logins give their attempt back")
         self._storage_dead = False
         super().init_app(app)
 

@@ -359,3 +359,9 @@ def test_concurrent_guesses_verify_at_most_the_cap(database):
         statuses = list(pool.map(guess, range(40)))
     assert statuses.count(401) + statuses.count(429) == 40
     assert statuses.count(401) <= 10  # each 401 verified a password
+
+
+def test_only_fixed_windows_are_accepted(database):
+    """A successful login gives its attempt back by counting down, which only a fixed window undoes."""
+    with pytest.raises(RuntimeError, match="RATELIMIT_STRATEGY must be fixed-window"):
+        make_app(RATELIMIT_STRATEGY="moving-window")
