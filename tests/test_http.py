@@ -165,6 +165,7 @@ def test_security_headers_on_every_response(client, path):
     headers = client.get(path).headers
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
 
 

@@ -220,6 +220,15 @@ def test_when_the_limiters_redis_is_down_requests_are_served_and_limited_in_memo
     assert [client.get("/users/me").status_code for _ in range(4)] == [401] * 3 + [429]
 
 
+def test_the_limiters_redis_being_down_is_logged_once_not_per_request(database, caplog):
+    client = client_from(make_app(RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0")), "10.1.0.14")
+    assert [client.get("/users/me").status_code for _ in range(5)] == [401] * 5
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "flask-limiter" and r.levelname == "WARNING"
+    ]
+    assert warnings == ["Rate limit storage unreachable - falling back to in-memory storage"]
+
+
 def test_the_memory_fallback_is_the_overall_limit_by_default(database):
     app = make_app(RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0"))
     client = client_from(app, "10.1.0.13")
