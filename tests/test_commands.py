@@ -74,12 +74,13 @@ def run(command, tmp_path):
 def proof_of_loading(command):
     """The command to run instead, and what it prints only once it loaded the code behind it.
 
-    gunicorn's ``--check-config`` imports the WSGI app; ``flask SUBCOMMAND --help`` builds the app to
+    gunicorn's ``--check-config`` imports the WSGI app (exit 1 if it cannot) after ``--print-config``
+    printed the settings of its configuration file; ``flask SUBCOMMAND --help`` builds the app to
     find the subcommand and prints its docstring; our modules print the usage their parser declares.
     """
     program = os.path.basename(command[0])
     if program == "gunicorn":
-        return [*command, "--check-config"], ""
+        return [*command, "--check-config", "--print-config"], "worker_class = gevent"
     if program == "flask":
         name = command[command.index("--app") + 2]
         return [*command, "--help"], make_app().cli.commands[name].help

@@ -76,7 +76,9 @@ def test_every_route_answers_503_while_the_database_is_unreachable(proxied_app, 
         web.get(f"/orders/user/{user_id}/", headers=headers),
     ):
         assert_unavailable(response)
-    assert web.get(f"/orders/{order['id']}/", headers=headers).status_code == 200  # from the cache
+    cached = web.get(f"/orders/{order['id']}/", headers=headers)
+    assert (cached.status_code, cached.headers["X-Cache"]) == (200, "HIT")
+    assert cached.json == order
 
 
 def test_requests_succeed_at_once_after_the_database_restarts(proxied_app, alice, database_proxy):

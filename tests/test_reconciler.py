@@ -89,6 +89,7 @@ def test_orders_within_the_grace_period_are_left_alone(database, client, alice, 
     app = make_app(RECONCILE_AFTER_SECONDS=60)
     assert run_reconciler(app) == 0
     assert Queue("orders", connection=rq_redis).job_ids == []
+    assert run_reconciler(make_app(RECONCILE_AFTER_SECONDS=0)) == 1  # only its grace kept it waiting
 
 
 def schedule(rq_redis, order_id, seconds_from_now):
@@ -113,6 +114,8 @@ def test_queued_scheduled_and_running_jobs_are_left_alone(reconciler_app, client
     assert run_reconciler(reconciler_app) == 0
     after = {order["id"]: job_status(rq_redis, order["id"]) for order in (queued, scheduled, running_now)}
     assert after == before
+    rq_redis.flushdb()  # the same orders with their jobs lost: each is repaired
+    assert run_reconciler(reconciler_app) == 3
 
 
 def test_a_retry_no_scheduler_moved_is_run_again(reconciler_app, client, alice, rq_redis):
