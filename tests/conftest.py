@@ -19,16 +19,14 @@ from orders_app.events.topology import Topology
 from orders_app.extensions import db
 from orders_app.models import User
 
-from helpers import (
+from support.client import bearer, login, register
+from support.settings import (
     PASSWORD,
     TEST_DATABASE_URL,
     TEST_EVENTS_NAMESPACE,
     TEST_RABBITMQ_URL,
     TEST_REDIS_URL,
-    bearer,
-    login,
     make_app,
-    register,
 )
 
 # A developer's .env must not leak into the tests (test_config enables it where it is tested).
@@ -61,6 +59,12 @@ def database(migrated_database):
         connection.execute(text(f"TRUNCATE {', '.join(db.metadata.tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def rq_redis():
+    """A client of the test Redis db as RQ needs it (bytes)."""
+    return redis.Redis.from_url(TEST_REDIS_URL)
 
 
 @pytest.fixture

@@ -15,18 +15,10 @@ from sqlalchemy import delete, select
 from orders_app.extensions import db
 from orders_app.models import User
 
-from helpers import (
-    PASSWORD,
-    TEST_REDIS_URL,
-    bearer,
-    claims_of,
-    closed_port_url,
-    forge_token,
-    login,
-    make_app,
-    register,
-    wait_for,
-)
+from support.client import bearer, claims_of, forge_token, login, register
+from support.network import closed_port_url
+from support.polling import wait_for
+from support.settings import PASSWORD, TEST_REDIS_URL, make_app
 
 
 def assert_error(response, code):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from helpers import PASSWORD, bearer, login, place_order
+from support.client import bearer, login, place_order
+from support.settings import PASSWORD
 
 OWNER_ONLY = {"anonymous": 401, "owner": 200, "other": 404, "admin": 200, "gone": 401}
 # (method, path template, body) -> expected status per caller.

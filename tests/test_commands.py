@@ -15,7 +15,9 @@ import subprocess
 import pytest
 import yaml
 
-from helpers import ROOT, kubernetes_containers, kubernetes_manifests, make_app, process_env
+from support.commands import process_env
+from support.kubernetes import kubernetes_containers, kubernetes_manifests
+from support.settings import ROOT, make_app
 
 with open(os.path.join(ROOT, "docker-compose.yml")) as compose_file:
     COMPOSE = yaml.safe_load(compose_file)

@@ -18,7 +18,9 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 from test_rq_dashboard import LOGIN, status_of
 
-from helpers import ROOT, free_port, wait_for
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import ROOT
 
 with open(os.path.join(ROOT, "docker-compose.yml")) as compose_file:
     TEXT = compose_file.read()

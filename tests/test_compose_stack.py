@@ -18,7 +18,9 @@ import uuid
 
 import pytest
 
-from helpers import PASSWORD, ROOT, free_port, wait_for
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import PASSWORD, ROOT
 
 pytestmark = pytest.mark.skipif(os.environ.get("COMPOSE_TEST") != "1", reason="make compose-test runs it")
 

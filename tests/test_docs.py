@@ -17,7 +17,7 @@ import yaml
 
 from orders_app.config import Defaults
 
-from helpers import make_app
+from support.settings import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))

@@ -14,17 +14,12 @@ from sqlalchemy import func, select
 from orders_app.extensions import db
 from orders_app.models import Order
 
-from helpers import (
-    CONSUMER,
-    RELAY,
-    TEST_RABBITMQ_URL,
-    TEST_REDIS_URL,
-    WORKER,
-    TcpProxy,
-    place_order,
-    unpublished,
-    wait_for,
-)
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, WORKER
+from support.database import unpublished
+from support.network import TcpProxy
+from support.polling import wait_for
+from support.settings import TEST_RABBITMQ_URL, TEST_REDIS_URL
 
 pytest_plugins = ["support.processes"]
 

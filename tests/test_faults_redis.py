@@ -11,7 +11,10 @@ from orders_app.extensions import db
 from orders_app.job_queue import enqueue_process_order
 from orders_app.models import Order
 
-from helpers import WORKER, make_app, place_order, wait_for
+from support.client import place_order
+from support.commands import WORKER
+from support.polling import wait_for
+from support.settings import make_app
 
 pytest_plugins = ["support.servers", "support.processes"]
 

@@ -16,25 +16,14 @@ from rq import Queue
 from consumer.consumer import Consumer
 from orders_app.events.relay import Relay
 
-from helpers import (
-    CONSUMER,
-    RELAY,
-    TEST_DATABASE_URL,
-    TEST_RABBITMQ_URL,
-    TEST_REDIS_URL,
-    TcpProxy,
-    add_outbox_rows,
-    drain,
-    event_for,
-    free_port,
-    place_order,
-    publish,
-    ready_count,
-    running,
-    unpublished,
-    wait_for,
-)
+from support.broker import drain, event_for, publish, ready_count
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, running
+from support.database import add_outbox_rows, unpublished
 from support.metrics import metric
+from support.network import TcpProxy, free_port
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL, TEST_RABBITMQ_URL, TEST_REDIS_URL
 
 pytest_plugins = ["support.processes"]
 

@@ -18,7 +18,10 @@ from orders_app.job_queue import enqueue_process_order
 from orders_app.models import Order
 from orders_app.reconciler import reconcile
 
-from helpers import TEST_REDIS_URL, WORKER, make_app, place_order, wait_for
+from support.client import place_order
+from support.commands import WORKER
+from support.polling import wait_for
+from support.settings import TEST_REDIS_URL, make_app
 
 pytest_plugins = ["support.processes"]
 

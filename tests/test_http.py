@@ -7,7 +7,9 @@ from sqlalchemy import text
 
 from orders_app.extensions import db
 
-from helpers import closed_port_url, make_app, place_order
+from support.client import place_order
+from support.network import closed_port_url
+from support.settings import make_app
 
 PATHS = [
     ("POST", "/register/"),

@@ -3,20 +3,15 @@
 import json
 import zlib
 
-import pytest
-from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import DefaultSerializer
 
 from orders_app.job_queue import enqueue_process_order, job_id
 
-from helpers import TEST_REDIS_URL, WORKER, make_app, start_process, wait_for
-
-
-@pytest.fixture
-def rq_redis():
-    return Redis.from_url(TEST_REDIS_URL)
+from support.commands import WORKER, start_process
+from support.polling import wait_for
+from support.settings import make_app
 
 
 def test_jobs_are_enqueued_as_json(database, rq_redis):

@@ -18,7 +18,9 @@ from redis import Redis
 
 from orders_app.extensions import limiter, page_numbers
 
-from helpers import PASSWORD, TEST_REDIS_URL, closed_port_url, make_app, place_order
+from support.client import place_order
+from support.network import closed_port_url
+from support.settings import PASSWORD, TEST_REDIS_URL, make_app
 
 DEEPLY_NESTED_JSON = b"[" * 5000 + b"]" * 5000
 HUGE_NUMBER_JSON = b'{"status": ' + b"1" * 5000 + b"}"  # past Python's 4,300 digits: a ValueError

@@ -22,7 +22,9 @@ import pytest
 
 from orders_app.log import _Handler, make_handler, write_once_per_loop_turn
 
-from helpers import free_port, start_process, wait_for
+from support.commands import start_process
+from support.network import free_port
+from support.polling import wait_for
 
 
 class RecordedWrites(io.RawIOBase):

@@ -27,18 +27,17 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from helpers import (
+from support.client import Stack
+from support.network import closed_port_url, free_port
+from support.polling import wait_for
+from support.settings import (
     PASSWORD,
     ROOT,
     TEST_DATABASE_URL,
     TEST_EVENTS_NAMESPACE,
     TEST_RABBITMQ_URL,
     TEST_REDIS_URL,
-    closed_port_url,
-    free_port,
-    wait_for,
 )
-from test_pipeline import Stack
 
 DATABASE_URL = make_url(TEST_DATABASE_URL).set(database=make_url(TEST_DATABASE_URL).database + "_make_run")
 WRONG_DATABASE = make_url(TEST_DATABASE_URL).database + "_from_dotenv"

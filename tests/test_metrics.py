@@ -23,19 +23,12 @@ from sqlalchemy.engine import make_url
 
 from orders_app.extensions import db
 
-from helpers import (
-    CONSUMER,
-    RELAY,
-    ROOT,
-    WORKER,
-    closed_port_url,
-    free_port,
-    make_app,
-    place_order,
-    publish,
-    start_process,
-    wait_for,
-)
+from support.broker import publish
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, WORKER, start_process
+from support.network import closed_port_url, free_port
+from support.polling import wait_for
+from support.settings import ROOT, make_app
 
 SPEC_METRICS = {
     "http_requests_total": "counter",

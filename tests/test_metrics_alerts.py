@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from helpers import ROOT
+from support.settings import ROOT
 
 RULES = os.path.join(ROOT, "deploy", "prometheus", "alerts.yml")
 PROMTOOL = shutil.which("promtool")

@@ -11,7 +11,7 @@ from orders_app.extensions import db
 from orders_app.models import IdempotencyKey, Order
 from orders_app.orders.service import mark_processed
 
-from helpers import place_order
+from support.client import place_order
 
 BREAD = {"name": "Bread", "quantity": 2, "price": "10.50"}
 BUTTER = {"name": "Butter", "quantity": 1, "price": 5}

@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 from orders_app.extensions import db
 from orders_app.orders import service
 
-from helpers import TEST_DATABASE_URL, make_app, place_order
+from support.client import place_order
+from support.settings import TEST_DATABASE_URL, make_app
 
 
 def item(n):

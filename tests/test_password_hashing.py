@@ -4,7 +4,8 @@ import json
 import subprocess
 import sys
 
-from helpers import ROOT, process_env
+from support.commands import process_env
+from support.settings import ROOT
 
 # A gevent worker's situation: a greenlet that should wake every 5 ms, while another logs in.
 SCRIPT = """
@@ -16,7 +17,7 @@ import json, sys, time
 import gevent
 
 sys.path.insert(0, "tests")
-from helpers import make_app
+from support.settings import make_app
 from orders_app.auth.passwords import hash_password, verify_password
 
 app = make_app(PASSWORD_HASH_TIME_COST=3, PASSWORD_HASH_MEMORY_COST=65536)
@@ -72,7 +73,7 @@ import gevent
 from argon2 import PasswordHasher
 
 sys.path.insert(0, "tests")
-from helpers import make_app
+from support.settings import make_app
 from orders_app.auth.passwords import hash_password
 
 spans = []

@@ -1,52 +1,17 @@
 """The event pipeline end to end: the real processes (gunicorn web, relay, consumer, RQ worker) on the test
 database, Redis db and RabbitMQ names; an order goes in over HTTP and comes out processed."""
 
-import json
 import signal
-import urllib.parse
-import urllib.request
-from urllib.error import HTTPError
 
 import pytest
 from redis import Redis
 from rq import Worker
 
-from helpers import CONSUMER, PASSWORD, RELAY, TEST_REDIS_URL, WORKER, free_port, start_process, wait_for
-
-PROCESSES = {
-    "web": ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-    "relay": RELAY,
-    "consumer": CONSUMER,
-    "worker": WORKER,
-}
-
-
-class Stack:
-    def __init__(self, base_url, logs):
-        self.base_url, self.logs = base_url, logs
-
-    def call(self, method, path, body=None, form=None, headers=None):
-        """One HTTP request: a JSON ``body`` or a ``form``; returns ``(status, decoded JSON)``."""
-        headers, data = dict(headers or {}), None
-        if body is not None:
-            headers["Content-Type"], data = "application/json", json.dumps(body).encode()
-        elif form is not None:
-            data = urllib.parse.urlencode(form).encode()  # urllib sends it as a form
-        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
-
-    def log(self, name):
-        return self.logs[name].read_text()
-
-    def ready(self):
-        try:
-            return self.call("GET", "/health/ready")[0] == 200
-        except OSError:  # not listening yet
-            return False
+from support.client import Stack
+from support.commands import PROCESSES, start_process
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import PASSWORD, TEST_REDIS_URL
 
 
 @pytest.fixture

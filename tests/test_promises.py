@@ -18,18 +18,12 @@ from orders_app.extensions import db
 from orders_app.job_queue import PROCESS_ORDER, enqueue_process_order
 from orders_app.reconciler import ADVISORY_LOCK_KEY
 
-from helpers import (
-    CONSUMER,
-    TEST_DATABASE_URL,
-    TEST_REDIS_URL,
-    WORKER,
-    event_for,
-    free_port,
-    make_app,
-    place_order,
-    publish,
-    wait_for,
-)
+from support.broker import event_for, publish
+from support.client import place_order
+from support.commands import CONSUMER, WORKER
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL, TEST_REDIS_URL, make_app
 
 pytest_plugins = ["support.processes"]
 

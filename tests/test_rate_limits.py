@@ -11,7 +11,9 @@ from redis import Redis
 from orders_app.extensions import limiter
 from orders_app.protection import never_raises
 
-from helpers import PASSWORD, TEST_REDIS_URL, TcpProxy, bearer, closed_port_url, login, make_app, register
+from support.client import bearer, login, register
+from support.network import TcpProxy, closed_port_url
+from support.settings import PASSWORD, TEST_REDIS_URL, make_app
 
 ITEMS = {"items": [{"name": "Tea", "quantity": 1, "price": 1}]}
 

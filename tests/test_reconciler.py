@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 from redis import Connection, Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -19,27 +19,16 @@ from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import Order
 from orders_app.reconciler import ADVISORY_LOCK_KEY, reconcile
 
-from helpers import (
-    TEST_DATABASE_URL,
-    TEST_REDIS_URL,
-    WORKER,
-    closed_port_url,
-    kill_hard,
-    make_app,
-    place_order,
-    ready_count,
-    running,
-    start_process,
-    wait_for,
-)
+from support.broker import ready_count
+from support.client import place_order
+from support.commands import WORKER, kill_hard, running, start_process
+from support.jobs import run_jobs
+from support.network import closed_port_url
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL, TEST_REDIS_URL, make_app
 
 # Every order counts as overdue at once: tests need not wait out the production grace period.
 OVERDUE_AT_ONCE = {"RECONCILE_AFTER_SECONDS": 0, "JOB_RETRY_INTERVALS": [0, 0, 0]}
-
-
-@pytest.fixture
-def rq_redis():
-    return Redis.from_url(TEST_REDIS_URL)
 
 
 @pytest.fixture
@@ -50,11 +39,6 @@ def reconciler_app(database):
 def run_reconciler(app):
     with app.app_context():
         return reconcile()
-
-
-def run_jobs(app, rq_redis):
-    with app.app_context():
-        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
 
 
 def processed_at(app, order_id):

@@ -14,8 +14,12 @@ from rq import Worker
 from rq.job import Job
 from sqlalchemy import create_engine, text
 
-from helpers import PASSWORD, TEST_REDIS_URL, drain, free_port, start_process, wait_for
-from test_pipeline import PROCESSES, Stack
+from support.broker import drain
+from support.client import Stack
+from support.commands import PROCESSES, start_process
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import PASSWORD, TEST_REDIS_URL
 
 REPLICAS = 2
 ORDERS = 20

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from helpers import ROOT
+from support.settings import ROOT
 
 OUTSIDE = "../" + "shared"  # spelled in two parts, so this file does not match itself
 

@@ -9,7 +9,8 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from helpers import PASSWORD, make_app, register
+from support.client import register
+from support.settings import PASSWORD, make_app
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(

@@ -5,7 +5,9 @@ import time
 
 import flask_jwt_extended
 
-from helpers import bearer, make_app, wait_for
+from support.client import bearer
+from support.polling import wait_for
+from support.settings import make_app
 
 
 def count_verifications(monkeypatch):
