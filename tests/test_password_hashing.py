@@ -4,8 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from support.commands import process_env
 from support.settings import ROOT
+
+pytestmark = pytest.mark.system
 
 # A gevent worker's situation: a greenlet that should wake every 5 ms, while another logs in.
 SCRIPT = """
@@ -58,8 +62,8 @@ def test_hashing_does_not_stall_the_event_loop():
     assert output.returncode == 0, output.stderr
     measured = json.loads(output.stdout.strip().splitlines()[-1])
     # Six hashes (~1 s): without the thread pool the loop does not turn once until they are done;
-    # with it, it keeps turning (~200 times on an idle machine; fewer when other work loads it).
-    assert measured["ticks"] >= 20, measured
+    # with it, it keeps turning (~200 times on an idle machine, far fewer on two busy cores).
+    assert measured["ticks"] >= 3, measured
 
 
 # Six logins at once in a gevent worker, with PASSWORD_HASH_CONCURRENCY=2: each hash's start and end.
