@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 
+import pytest
 from redis import Redis
 from rq import Worker
 from sqlalchemy import create_engine, func, select
@@ -36,6 +37,8 @@ from support.metrics import metric
 from support.network import TcpProxy, free_port
 from support.polling import wait_for
 from support.settings import PASSWORD, TEST_DATABASE_URL, TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.processes", "support.servers"]
 

@@ -96,6 +96,7 @@ def words(text):
 
 
 @pytest.mark.parametrize("command", [c for _, c in COMMANDS], ids=[name for name, _ in COMMANDS])
+@pytest.mark.system
 def test_the_command_exists_and_loads_its_code(command, tmp_path):
     proof_command, expected = proof_of_loading(command)
     result = run(proof_command, tmp_path)
@@ -103,6 +104,7 @@ def test_the_command_exists_and_loads_its_code(command, tmp_path):
     assert words(expected) in words(result.stdout + result.stderr)
 
 
+@pytest.mark.system
 def test_gunicorns_config_check_loads_the_app(tmp_path):
     result = run(["gunicorn", "-c", "gunicorn.conf.py", "wsgi:no_such_app", "--check-config"], tmp_path)
     assert result.returncode != 0

@@ -132,6 +132,7 @@ REDIS_PASSWORDS = {
 }
 
 
+@pytest.mark.system
 def test_the_templates_are_filled_in_from_the_environment():
     filled = fill_in("deploy/redis/users.acl", **REDIS_PASSWORDS)
     assert filled.returncode == 0
@@ -179,6 +180,7 @@ def _answers(url):
         return False
 
 
+@pytest.mark.system
 def test_each_redis_user_can_do_its_job_and_no_more(acl_redis):
     # The service enqueues (RQ's enqueue is a Lua script), a worker runs the job.
     queue = Queue("orders", connection=Redis.from_url(acl_redis["orders"]), serializer=JSONSerializer)

@@ -146,6 +146,7 @@ def test_redeliveries_are_counted_per_message_up_to_the_limit(client, alice, bro
     assert [int(rq_redis.get(key)) for key in rq_redis.scan_iter("consumer:redeliveries:*")] == [1]
 
 
+@pytest.mark.system
 def test_the_consumer_builds_no_app_and_imports_no_database_code():
     """It needs its configuration, Redis and RabbitMQ: not the Flask app, its extensions or models."""
     imported = subprocess.run(

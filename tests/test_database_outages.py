@@ -158,6 +158,7 @@ def test_the_relay_recovers_from_a_database_restart(
         wait_for(lambda: ready_count(broker, topology.queue) == 2, message="the event after the restart")
 
 
+@pytest.mark.system
 def test_a_worker_recovers_from_a_database_restart_mid_job(database_proxy, alice, client):
     app, rq_redis = make_app(JOB_RETRY_INTERVALS=[1, 1, 1]), Redis.from_url(TEST_REDIS_URL)
     first, second = place_order(client, alice["headers"]), place_order(client, alice["headers"])

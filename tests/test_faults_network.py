@@ -7,6 +7,7 @@
 - Slow: every chunk sent to RabbitMQ and Redis delayed; slower, but no outage is declared.
 """
 
+import pytest
 from redis import Redis
 from rq import Worker
 from sqlalchemy import func, select
@@ -20,6 +21,8 @@ from support.database import unpublished
 from support.network import TcpProxy
 from support.polling import wait_for
 from support.settings import TEST_RABBITMQ_URL, TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.processes"]
 

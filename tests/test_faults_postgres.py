@@ -7,6 +7,7 @@ processed."""
 import threading
 import uuid
 
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from orders_app.config import psycopg2_url
@@ -18,6 +19,8 @@ from support.commands import CONSUMER, RELAY, WORKER
 from support.database import unpublished
 from support.polling import wait_for
 from support.settings import make_app
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.servers", "support.processes"]
 

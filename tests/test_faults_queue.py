@@ -2,6 +2,7 @@
 policy) and declared again: the relay's unroutable events go out again once it is back, the
 consumer consumes the new queue, and every order is processed by the pipeline alone."""
 
+import pytest
 from redis import Redis
 from rq import Worker
 from sqlalchemy import func, select
@@ -14,6 +15,8 @@ from support.commands import CONSUMER, RELAY, WORKER
 from support.database import unpublished
 from support.polling import wait_for
 from support.settings import TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.processes"]
 

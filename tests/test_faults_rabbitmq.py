@@ -25,6 +25,8 @@ from support.database import unpublished
 from support.polling import wait_for
 from support.settings import TEST_REDIS_URL
 
+pytestmark = pytest.mark.system
+
 pytest_plugins = ["support.servers", "support.processes"]
 
 

@@ -3,6 +3,7 @@ started again empty): the worker's restart loop ("Worker lost Redis") keeps the 
 (RQ asks Redis for the client's address as soon as a worker is made: that too is retried), the
 job in hand still sets its order processed, and jobs enqueued once Redis is back run."""
 
+import pytest
 from redis import Redis
 from rq import Worker
 from sqlalchemy import select
@@ -15,6 +16,8 @@ from support.client import place_order
 from support.commands import WORKER
 from support.polling import wait_for
 from support.settings import make_app
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.servers", "support.processes"]
 

@@ -10,6 +10,7 @@ happen, and it is killed with SIGKILL while it waits.
 
 import signal
 
+import pytest
 from redis import Redis
 from rq import Queue
 
@@ -40,6 +41,7 @@ def queued_jobs():
     return Queue("orders", connection=Redis.from_url(TEST_REDIS_URL)).job_ids
 
 
+@pytest.mark.system
 def test_a_relay_killed_between_the_confirm_and_its_commit_publishes_again_and_one_job_is_made(
     app, client, alice, broker, topology, processes, caplog
 ):
@@ -64,6 +66,7 @@ def test_a_relay_killed_between_the_confirm_and_its_commit_publishes_again_and_o
     assert ready_count(broker, topology.queue) == 0
 
 
+@pytest.mark.system
 def test_a_consumer_killed_between_enqueue_and_ack_gets_the_message_again_and_makes_no_second_job(
     client, alice, broker, topology, processes
 ):

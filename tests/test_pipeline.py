@@ -13,6 +13,8 @@ from support.network import free_port
 from support.polling import wait_for
 from support.settings import PASSWORD, TEST_REDIS_URL
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture
 def stack(database, broker, tmp_path):

@@ -7,6 +7,7 @@ unmeasured.
 import socket
 from datetime import timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
@@ -43,6 +44,7 @@ def test_orders_created_total_counts_an_order_once_whatever_its_replays(client, 
     assert REGISTRY.get_sample_value("orders_created_total") == before + 1
 
 
+@pytest.mark.system
 def test_orders_rq_jobs_counts_started_scheduled_and_failed_jobs(app, client, alice, processes):
     queue = rq_queue()
 
@@ -92,6 +94,7 @@ def test_flask_reconcile_repairs_once_says_so_and_waits_its_turn(database, clien
         db.engine.dispose()
 
 
+@pytest.mark.system
 def test_a_process_whose_metrics_port_is_taken_works_on_unmeasured(
     client, alice, broker, topology, processes
 ):

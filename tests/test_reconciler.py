@@ -199,6 +199,7 @@ def test_the_relay_keeps_publishing_while_the_reconciler_cannot_reach_redis(
         wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the event published")
 
 
+@pytest.mark.system
 def test_a_job_left_started_by_a_worker_killed_with_sigkill_runs_again(database, client, alice, rq_redis):
     # Jobs time out after 2 s, and a worker counts as dead 1 s after that: a job it still holds
     # then is abandoned.

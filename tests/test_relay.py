@@ -113,6 +113,7 @@ def test_two_relays_publish_every_event_exactly_once(app, broker, topology):
     assert sorted(message_ids) == sorted(event_ids)  # none skipped, none twice
 
 
+@pytest.mark.system
 def test_a_relay_killed_midway_and_restarted_loses_nothing(app, broker, topology):
     event_ids = add_outbox_rows(app, 3000)
     first = start_process(RELAY, FLASK_RELAY_BATCH_SIZE="5")

@@ -2,7 +2,11 @@
 
 import subprocess
 
+import pytest
+
 from support.settings import ROOT
+
+pytestmark = pytest.mark.system
 
 OUTSIDE = "../" + "shared"  # spelled in two parts, so this file does not match itself
 

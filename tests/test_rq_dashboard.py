@@ -20,6 +20,8 @@ from support.network import free_port
 from support.polling import wait_for
 from support.settings import TEST_REDIS_URL, make_app
 
+pytestmark = pytest.mark.system
+
 LOGIN = {"RQ_DASHBOARD_USERNAME": "operator", "RQ_DASHBOARD_PASSWORD": "a-dashboard-password-for-tests"}
 
 

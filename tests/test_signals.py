@@ -20,6 +20,8 @@ from support.network import TcpProxy
 from support.polling import wait_for
 from support.settings import TEST_REDIS_URL
 
+pytestmark = pytest.mark.system
+
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_the_relay_finishes_its_batch_and_exits_on_a_signal(app, broker, topology, signum):

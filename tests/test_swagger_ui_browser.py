@@ -13,10 +13,13 @@ from support.client import register
 from support.settings import PASSWORD, make_app
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Chromium: apt-get install chromium chromium-driver (.ci/run does)",
-)
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Chromium: apt-get install chromium chromium-driver (.ci/run does)",
+    ),
+]
 TIMEOUT = 20
 
 

@@ -63,6 +63,7 @@ def test_a_state_set_on_its_own_is_written_with_a_heartbeat_when_it_changes(work
     assert rq_redis.hget(worker.key, "state") == b"overwritten by the test"
 
 
+@pytest.mark.system
 def test_rq_sees_the_worker_busy_during_a_job_then_idle_and_registered_past_its_wait(
     app, client, alice, rq_redis
 ):
