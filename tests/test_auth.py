@@ -1,7 +1,9 @@
 """The API, auth: registration, tokens, refresh, logout, the current user, token failures."""
 
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,18 +15,10 @@ from sqlalchemy import delete, select
 from orders_app.extensions import db
 from orders_app.models import User
 
-from helpers import (
-    PASSWORD,
-    TEST_REDIS_URL,
-    bearer,
-    claims_of,
-    closed_port_url,
-    forge_token,
-    login,
-    make_app,
-    register,
-    wait_for,
-)
+from support.client import bearer, claims_of, forge_token, login, register
+from support.network import closed_port_url
+from support.polling import wait_for
+from support.settings import PASSWORD, TEST_REDIS_URL, make_app
 
 
 def assert_error(response, code):
@@ -214,6 +208,20 @@ def test_replaying_a_used_refresh_token_revokes_its_whole_family(client, alice):
     assert_unauthorized(refresh(client, stolen))  # the replay...
     assert_unauthorized(refresh(client, rotated))  # ...ends the session it was stolen from
     assert refresh(client, other_login["refresh_token"]).status_code == 200  # not other sessions
+
+
+def test_of_two_refreshes_racing_with_one_token_exactly_one_wins_and_the_family_is_revoked(app, alice):
+    start = threading.Barrier(2)
+
+    def race(_):
+        client = app.test_client()
+        start.wait()
+        return refresh(client, alice["tokens"]["refresh_token"])
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(race, range(2)), key=lambda answer: answer.status_code)
+    assert [answer.status_code for answer in answers] == [200, 401]
+    assert_unauthorized(refresh(app.test_client(), answers[0].json["refresh_token"]))  # the winner's too
 
 
 def test_rotated_refresh_tokens_keep_their_family_and_its_revocation_lives_as_long_as_they_can(

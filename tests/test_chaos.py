@@ -24,25 +24,21 @@ import threading
 import time
 import uuid
 
+import pytest
 from redis import Redis
 from rq import Worker
 from sqlalchemy import create_engine, func, select
 
 from orders_app.models import IdempotencyKey, Order, OutboxEvent
 
-from helpers import (
-    CONSUMER,
-    PASSWORD,
-    RELAY,
-    TEST_DATABASE_URL,
-    TEST_REDIS_URL,
-    WORKER,
-    TcpProxy,
-    free_port,
-    wait_for,
-)
+from support.client import Stack
+from support.commands import CONSUMER, RELAY, WORKER
 from support.metrics import metric
-from test_pipeline import Stack
+from support.network import TcpProxy, free_port
+from support.polling import wait_for
+from support.settings import PASSWORD, TEST_DATABASE_URL, TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.processes", "support.servers"]
 

@@ -8,17 +8,9 @@ from orders_app.auth.passwords import verify_password
 from orders_app.extensions import db
 from orders_app.models import User
 
-from helpers import (
-    PASSWORD,
-    TEST_DATABASE_URL,
-    TEST_REDIS_URL,
-    bearer,
-    claims_of,
-    closed_port_url,
-    login,
-    make_app,
-    register,
-)
+from support.client import bearer, claims_of, login, register
+from support.network import closed_port_url
+from support.settings import PASSWORD, TEST_DATABASE_URL, TEST_REDIS_URL, make_app
 
 
 def user_by_email(app, email):

@@ -15,7 +15,9 @@ import subprocess
 import pytest
 import yaml
 
-from helpers import ROOT, kubernetes_containers, kubernetes_manifests, make_app, process_env
+from support.commands import process_env
+from support.kubernetes import kubernetes_containers, kubernetes_manifests
+from support.settings import ROOT, make_app
 
 with open(os.path.join(ROOT, "docker-compose.yml")) as compose_file:
     COMPOSE = yaml.safe_load(compose_file)
@@ -74,12 +76,13 @@ def run(command, tmp_path):
 def proof_of_loading(command):
     """The command to run instead, and what it prints only once it loaded the code behind it.
 
-    gunicorn's ``--check-config`` imports the WSGI app; ``flask SUBCOMMAND --help`` builds the app to
+    gunicorn's ``--check-config`` imports the WSGI app (exit 1 if it cannot) after ``--print-config``
+    printed the settings of its configuration file; ``flask SUBCOMMAND --help`` builds the app to
     find the subcommand and prints its docstring; our modules print the usage their parser declares.
     """
     program = os.path.basename(command[0])
     if program == "gunicorn":
-        return [*command, "--check-config"], ""
+        return [*command, "--check-config", "--print-config"], "worker_class = gevent"
     if program == "flask":
         name = command[command.index("--app") + 2]
         return [*command, "--help"], make_app().cli.commands[name].help
@@ -93,6 +96,7 @@ def words(text):
 
 
 @pytest.mark.parametrize("command", [c for _, c in COMMANDS], ids=[name for name, _ in COMMANDS])
+@pytest.mark.system
 def test_the_command_exists_and_loads_its_code(command, tmp_path):
     proof_command, expected = proof_of_loading(command)
     result = run(proof_command, tmp_path)
@@ -100,6 +104,7 @@ def test_the_command_exists_and_loads_its_code(command, tmp_path):
     assert words(expected) in words(result.stdout + result.stderr)
 
 
+@pytest.mark.system
 def test_gunicorns_config_check_loads_the_app(tmp_path):
     result = run(["gunicorn", "-c", "gunicorn.conf.py", "wsgi:no_such_app", "--check-config"], tmp_path)
     assert result.returncode != 0

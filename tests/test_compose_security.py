@@ -18,7 +18,9 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 from test_rq_dashboard import LOGIN, status_of
 
-from helpers import ROOT, free_port, wait_for
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import ROOT
 
 with open(os.path.join(ROOT, "docker-compose.yml")) as compose_file:
     TEXT = compose_file.read()
@@ -132,6 +134,7 @@ REDIS_PASSWORDS = {
 }
 
 
+@pytest.mark.system
 def test_the_templates_are_filled_in_from_the_environment():
     filled = fill_in("deploy/redis/users.acl", **REDIS_PASSWORDS)
     assert filled.returncode == 0
@@ -179,6 +182,7 @@ def _answers(url):
         return False
 
 
+@pytest.mark.system
 def test_each_redis_user_can_do_its_job_and_no_more(acl_redis):
     # The service enqueues (RQ's enqueue is a Lua script), a worker runs the job.
     queue = Queue("orders", connection=Redis.from_url(acl_redis["orders"]), serializer=JSONSerializer)

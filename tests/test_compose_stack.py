@@ -18,9 +18,15 @@ import uuid
 
 import pytest
 
-from helpers import PASSWORD, ROOT, free_port, wait_for
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import PASSWORD, ROOT
 
-pytestmark = pytest.mark.skipif(os.environ.get("COMPOSE_TEST") != "1", reason="make compose-test runs it")
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.compose,
+    pytest.mark.skipif(os.environ.get("COMPOSE_TEST") != "1", reason="make compose-test runs it"),
+]
 
 HEALTHY_TIMEOUT = 180  # seconds for every service to be healthy
 APP_SERVICES = ("migrate", "web", "relay", "consumer", "worker", "rq-dashboard")

@@ -13,7 +13,8 @@ from flask import Config
 from orders_app.config import Defaults, load_config
 from orders_app.extensions import db
 
-from helpers import PASSWORD, TEST_SECRET, bearer, claims_of, forge_token, login, make_app, register
+from support.client import bearer, claims_of, forge_token, login, register
+from support.settings import PASSWORD, TEST_SECRET, make_app
 
 SERVICE_VARIABLES = [
     "DATABASE_URL",

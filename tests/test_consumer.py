@@ -6,31 +6,20 @@ import sys
 
 import pika
 import pytest
-from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from consumer.consumer import Consumer
 from orders_app.job_queue import job_id
 
-from helpers import (
-    ROOT,
-    TEST_RABBITMQ_URL,
-    TEST_REDIS_URL,
-    TcpProxy,
-    event_for,
-    place_order,
-    publish,
-    ready_count,
-    running,
-    wait_for,
-)
-
-
-@pytest.fixture
-def rq_redis():
-    return Redis.from_url(TEST_REDIS_URL)
+from support.broker import event_for, publish, ready_count
+from support.client import place_order
+from support.commands import running
+from support.jobs import run_jobs
+from support.network import TcpProxy
+from support.polling import wait_for
+from support.settings import ROOT, TEST_RABBITMQ_URL, TEST_REDIS_URL
 
 
 def jobs_in(rq_redis):
@@ -77,8 +66,7 @@ def test_a_redelivered_event_makes_no_second_job_and_one_processing(
             lambda: ready_count(broker, topology.queue) == 0 and jobs_in(rq_redis), message="both handled"
         )
     assert jobs_in(rq_redis) == [job_id(order["id"])]
-    with app.app_context():
-        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
+    run_jobs(app, rq_redis)
     assert capfd.readouterr().out.count(f"Order {order['id']} processed") == 1
     assert client.get(f"/orders/{order['id']}/", headers=alice["headers"]).json["processed_at"]
 
@@ -173,6 +161,7 @@ def test_redeliveries_are_counted_per_message_up_to_the_limit(client, alice, bro
     assert [int(rq_redis.get(key)) for key in rq_redis.scan_iter("consumer:redeliveries:*")] == [1]
 
 
+@pytest.mark.system
 def test_the_consumer_builds_no_app_and_imports_no_database_code():
     """It needs its configuration, Redis and RabbitMQ: not the Flask app, its extensions or models."""
     imported = subprocess.run(

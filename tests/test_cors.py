@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import make_app
+from support.settings import make_app
 
 SHOP = "https://shop.example.com"
 

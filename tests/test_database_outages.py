@@ -16,18 +16,13 @@ from orders_app.extensions import db
 from orders_app.job_queue import enqueue_process_order
 from orders_app.models import Order
 
-from helpers import (
-    TEST_DATABASE_URL,
-    TEST_REDIS_URL,
-    WORKER,
-    TcpProxy,
-    make_app,
-    place_order,
-    ready_count,
-    running,
-    start_process,
-    wait_for,
-)
+from support.broker import ready_count
+from support.client import place_order
+from support.commands import WORKER, running, start_process
+from support.database import blocked_by
+from support.network import TcpProxy
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL, TEST_REDIS_URL, make_app
 
 ITEMS = [{"name": "Bread", "quantity": 1, "price": "1.00"}]
 
@@ -76,7 +71,9 @@ def test_every_route_answers_503_while_the_database_is_unreachable(proxied_app, 
         web.get(f"/orders/user/{user_id}/", headers=headers),
     ):
         assert_unavailable(response)
-    assert web.get(f"/orders/{order['id']}/", headers=headers).status_code == 200  # from the cache
+    cached = web.get(f"/orders/{order['id']}/", headers=headers)
+    assert (cached.status_code, cached.headers["X-Cache"]) == (200, "HIT")
+    assert cached.json == order
 
 
 def test_requests_succeed_at_once_after_the_database_restarts(proxied_app, alice, database_proxy):
@@ -104,7 +101,7 @@ def test_a_connection_reset_mid_request_answers_503(proxied_app, alice, database
             )
         )
         request.start()
-        wait_for(lambda: waiting_on_a_lock(other), message="the PATCH waiting on the row lock")
+        wait_for(lambda: blocked_by(other), message="the PATCH waiting on the row lock")
         database_proxy.reset()
         request.join(timeout=10)
     engine.dispose()
@@ -135,7 +132,7 @@ def test_a_post_cut_mid_statement_answers_503_and_creates_nothing(proxied_app, a
             target=lambda: responses.append(web.post("/orders/", json={"items": ITEMS}, headers=headers))
         )
         request.start()
-        wait_for(lambda: waiting_on_a_lock(other), message="the POST waiting on the key's lock")
+        wait_for(lambda: blocked_by(other), message="the POST waiting on the key's lock")
         database_proxy.reset()
         request.join(timeout=10)
         other.rollback()
@@ -147,18 +144,6 @@ def test_a_post_cut_mid_statement_answers_503_and_creates_nothing(proxied_app, a
         assert retried.status_code == 201, retried.json
         assert connection.scalar(select(func.count()).select_from(Order)) == 2
     engine.dispose()
-
-
-def waiting_on_a_lock(connection):
-    """Whether a session of the test database waits on a lock (a fresh statistics snapshot: the
-    transaction ``connection`` is in would otherwise see the same one every time)."""
-    connection.execute(text("SELECT pg_stat_clear_snapshot()"))
-    return connection.scalar(
-        text(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-    )
 
 
 def test_the_relay_recovers_from_a_database_restart(
@@ -173,6 +158,7 @@ def test_the_relay_recovers_from_a_database_restart(
         wait_for(lambda: ready_count(broker, topology.queue) == 2, message="the event after the restart")
 
 
+@pytest.mark.system
 def test_a_worker_recovers_from_a_database_restart_mid_job(database_proxy, alice, client):
     app, rq_redis = make_app(JOB_RETRY_INTERVALS=[1, 1, 1]), Redis.from_url(TEST_REDIS_URL)
     first, second = place_order(client, alice["headers"]), place_order(client, alice["headers"])
@@ -183,7 +169,7 @@ def test_a_worker_recovers_from_a_database_restart_mid_job(database_proxy, alice
             with other.begin():  # the worker's UPDATE of the first order waits on this row lock
                 other.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": first["id"]})
                 enqueue_process_order(app.config, rq_redis, first["id"], None)
-                wait_for(lambda: waiting_on_a_lock(other), message="the job waiting on the row lock")
+                wait_for(lambda: blocked_by(other), message="the job waiting on the row lock")
                 database_proxy.stop()  # PostgreSQL restarts mid-job, mid-transaction
             database_proxy.start()
         enqueue_process_order(app.config, rq_redis, second["id"], None)

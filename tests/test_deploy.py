@@ -17,7 +17,8 @@ import yaml
 from rq_dashboard.cli import make_flask_app
 from rq_dashboard.cli import run as rq_dashboard_command
 
-from helpers import ROOT, TEST_REDIS_URL, kubernetes_containers, kubernetes_manifests, make_app
+from support.kubernetes import kubernetes_containers, kubernetes_manifests
+from support.settings import ROOT, TEST_REDIS_URL, make_app
 
 MANIFESTS = kubernetes_manifests()
 CONTAINERS = list(kubernetes_containers(MANIFESTS))

@@ -12,7 +12,8 @@ from werkzeug.serving import make_server
 
 from orders_app import healthcheck
 
-from helpers import ROOT, kubernetes_containers, kubernetes_manifests, make_app
+from support.kubernetes import kubernetes_containers, kubernetes_manifests
+from support.settings import ROOT, make_app
 
 with open(os.path.join(ROOT, "Dockerfile")) as dockerfile:
     DOCKERFILE = dockerfile.read()

@@ -13,11 +13,16 @@ import subprocess
 
 import pytest
 
-from helpers import ROOT, free_port, start_process, wait_for
-from test_pipeline import PROCESSES
+from support.commands import PROCESSES, start_process
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import ROOT
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-pytestmark = pytest.mark.skipif(not NGINX, reason="nginx is not installed (.ci/run installs it)")
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(not NGINX, reason="nginx is not installed (.ci/run installs it)"),
+]
 CLIENT_ADDRESS = "127.0.0.2"  # a loopback address of its own, unlike the proxy's 127.0.0.1
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from orders_app.config import Defaults
 
-from helpers import make_app
+from support.settings import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
@@ -51,6 +51,7 @@ def site(tmp_path_factory):
     return site_dir
 
 
+@pytest.mark.system
 def test_the_openapi_page_renders_the_apps_own_document(site):
     document = make_app().test_client().get("/openapi.json").json
     assert json.loads((site / "openapi.json").read_text()) == document
@@ -82,6 +83,7 @@ def test_env_example_states_the_codes_defaults():
             assert f"default {settings_table.shown(default)}" in meaning, (name, value, default)
 
 
+@pytest.mark.system
 def test_the_configuration_page_has_every_setting_with_the_codes_default(site):
     page = (site / "configuration.html").read_text()
     rows = settings_table.env_example()
@@ -103,6 +105,7 @@ def test_the_module_map_matches_the_tree():
     assert named - everywhere == set(), "the map names files that are gone"
 
 
+@pytest.mark.system
 def test_the_site_loads_nothing_from_elsewhere(site):
     for page in site.rglob("*.html"):
         for url in re.findall(r'<(?:script|img|iframe)[^>]* src="([^"]+)"', page.read_text()):
@@ -160,6 +163,7 @@ def walk(node):
         yield from walk(child)
 
 
+@pytest.mark.system
 def test_the_site_works_offline_with_its_diagrams_rendered(site, offline_browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -220,3 +224,8 @@ def test_the_tests_the_guarantees_cite_exist():
     assert len(cited) > 30
     for module, name in cited:
         assert re.search(rf"^def {name}\(", (ROOT / "tests" / module).read_text(), re.M), (module, name)
+    promises = page.split("## Each promise and the test that proves it")[1].split("\n\n**")[0]
+    rows = [line for line in promises.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) > 30
+    for row in rows:  # each promise names a test, not only a file
+        assert "::test_" in row.rsplit("|", 2)[1], row

@@ -7,6 +7,7 @@
 - Slow: every chunk sent to RabbitMQ and Redis delayed; slower, but no outage is declared.
 """
 
+import pytest
 from redis import Redis
 from rq import Worker
 from sqlalchemy import func, select
@@ -14,17 +15,14 @@ from sqlalchemy import func, select
 from orders_app.extensions import db
 from orders_app.models import Order
 
-from helpers import (
-    CONSUMER,
-    RELAY,
-    TEST_RABBITMQ_URL,
-    TEST_REDIS_URL,
-    WORKER,
-    TcpProxy,
-    place_order,
-    unpublished,
-    wait_for,
-)
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, WORKER
+from support.database import unpublished
+from support.network import TcpProxy
+from support.polling import wait_for
+from support.settings import TEST_RABBITMQ_URL, TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.processes"]
 

@@ -7,13 +7,20 @@ processed."""
 import threading
 import uuid
 
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from orders_app.config import psycopg2_url
 from orders_app.extensions import db
 from orders_app.models import Order
 
-from helpers import CONSUMER, RELAY, WORKER, bearer, login, make_app, register, unpublished, wait_for
+from support.client import bearer, login, register
+from support.commands import CONSUMER, RELAY, WORKER
+from support.database import unpublished
+from support.polling import wait_for
+from support.settings import make_app
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.servers", "support.processes"]
 

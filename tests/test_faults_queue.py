@@ -2,6 +2,7 @@
 policy) and declared again: the relay's unroutable events go out again once it is back, the
 consumer consumes the new queue, and every order is processed by the pipeline alone."""
 
+import pytest
 from redis import Redis
 from rq import Worker
 from sqlalchemy import func, select
@@ -9,7 +10,13 @@ from sqlalchemy import func, select
 from orders_app.extensions import db
 from orders_app.models import Order
 
-from helpers import CONSUMER, RELAY, TEST_REDIS_URL, WORKER, place_order, unpublished, wait_for
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, WORKER
+from support.database import unpublished
+from support.polling import wait_for
+from support.settings import TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.processes"]
 

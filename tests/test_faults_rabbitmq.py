@@ -18,7 +18,14 @@ from sqlalchemy import func, select
 from orders_app.extensions import db
 from orders_app.models import Order
 
-from helpers import CONSUMER, RELAY, TEST_REDIS_URL, WORKER, place_order, ready_count, unpublished, wait_for
+from support.broker import ready_count
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, WORKER
+from support.database import unpublished
+from support.polling import wait_for
+from support.settings import TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.servers", "support.processes"]
 

@@ -3,6 +3,7 @@ started again empty): the worker's restart loop ("Worker lost Redis") keeps the 
 (RQ asks Redis for the client's address as soon as a worker is made: that too is retried), the
 job in hand still sets its order processed, and jobs enqueued once Redis is back run."""
 
+import pytest
 from redis import Redis
 from rq import Worker
 from sqlalchemy import select
@@ -11,7 +12,12 @@ from orders_app.extensions import db
 from orders_app.job_queue import enqueue_process_order
 from orders_app.models import Order
 
-from helpers import WORKER, make_app, place_order, wait_for
+from support.client import place_order
+from support.commands import WORKER
+from support.polling import wait_for
+from support.settings import make_app
+
+pytestmark = pytest.mark.system
 
 pytest_plugins = ["support.servers", "support.processes"]
 

@@ -10,31 +10,21 @@ happen, and it is killed with SIGKILL while it waits.
 
 import signal
 
+import pytest
 from redis import Redis
 from rq import Queue
 
 from consumer.consumer import Consumer
 from orders_app.events.relay import Relay
 
-from helpers import (
-    CONSUMER,
-    RELAY,
-    TEST_DATABASE_URL,
-    TEST_RABBITMQ_URL,
-    TEST_REDIS_URL,
-    TcpProxy,
-    add_outbox_rows,
-    drain,
-    event_for,
-    free_port,
-    place_order,
-    publish,
-    ready_count,
-    running,
-    unpublished,
-    wait_for,
-)
+from support.broker import drain, event_for, publish, ready_count
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, running
+from support.database import add_outbox_rows, unpublished
 from support.metrics import metric
+from support.network import TcpProxy, free_port
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL, TEST_RABBITMQ_URL, TEST_REDIS_URL
 
 pytest_plugins = ["support.processes"]
 
@@ -51,6 +41,7 @@ def queued_jobs():
     return Queue("orders", connection=Redis.from_url(TEST_REDIS_URL)).job_ids
 
 
+@pytest.mark.system
 def test_a_relay_killed_between_the_confirm_and_its_commit_publishes_again_and_one_job_is_made(
     app, client, alice, broker, topology, processes, caplog
 ):
@@ -75,6 +66,7 @@ def test_a_relay_killed_between_the_confirm_and_its_commit_publishes_again_and_o
     assert ready_count(broker, topology.queue) == 0
 
 
+@pytest.mark.system
 def test_a_consumer_killed_between_enqueue_and_ack_gets_the_message_again_and_makes_no_second_job(
     client, alice, broker, topology, processes
 ):

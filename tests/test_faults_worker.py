@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import pytest
 from redis import Redis
 from rq import Worker
 from rq.job import Job, JobStatus
@@ -18,13 +19,17 @@ from orders_app.job_queue import enqueue_process_order
 from orders_app.models import Order
 from orders_app.reconciler import reconcile
 
-from helpers import TEST_REDIS_URL, WORKER, make_app, place_order, wait_for
+from support.client import place_order
+from support.commands import WORKER
+from support.polling import wait_for
+from support.settings import TEST_REDIS_URL, make_app
 
 pytest_plugins = ["support.processes"]
 
 SETTINGS = {"JOB_TIMEOUT_SECONDS": 3, "JOB_ABANDONED_GRACE_SECONDS": 1, "JOB_RETRY_INTERVALS": [1, 1, 1]}
 
 
+@pytest.mark.system
 def test_a_worker_paused_past_its_job_timeout_loses_the_job_to_another_and_nothing_runs_twice(
     database, client, alice, processes
 ):

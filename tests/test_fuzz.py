@@ -25,7 +25,8 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from helpers import bearer, login, make_app, place_order, register
+from support.client import bearer, login, place_order, register
+from support.settings import make_app
 
 MAX_EXAMPLES = 300
 # Not "positive data acceptance": some valid-looking bodies break rules no schema states

@@ -5,7 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import TEST_RABBITMQ_URL, TcpProxy, closed_port_url, make_app, silent_server, wait_for
+from support.network import TcpProxy, closed_port_url, silent_server
+from support.polling import wait_for
+from support.settings import TEST_RABBITMQ_URL, make_app
 
 
 @pytest.fixture

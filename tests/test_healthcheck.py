@@ -13,7 +13,10 @@ from consumer.consumer import Consumer
 from orders_app.events.relay import Relay
 from orders_app.healthcheck import main
 
-from helpers import TEST_DATABASE_URL, TEST_REDIS_URL, closed_port_url, make_app, running, wait_for
+from support.commands import running
+from support.network import closed_port_url
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL, TEST_REDIS_URL, make_app
 
 
 @pytest.fixture

@@ -11,7 +11,10 @@ from orders_app.extensions import db
 from orders_app.housekeeping import BATCH_SIZE, purge
 from orders_app.models import IdempotencyKey, OutboxEvent
 
-from helpers import TEST_DATABASE_URL, place_order, running, wait_for
+from support.client import place_order
+from support.commands import running
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL
 
 RETENTION_HOURS = 72  # the default
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from helpers import PASSWORD, register
+from support.client import register
+from support.settings import PASSWORD
 
 NUL = ("\x00", "Must not contain NUL characters.")
 SURROGATE = ("\ud800", "Must not contain lone surrogates (not valid Unicode).")

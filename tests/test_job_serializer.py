@@ -4,19 +4,15 @@ import json
 import zlib
 
 import pytest
-from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import DefaultSerializer
 
 from orders_app.job_queue import enqueue_process_order, job_id
 
-from helpers import TEST_REDIS_URL, WORKER, make_app, start_process, wait_for
-
-
-@pytest.fixture
-def rq_redis():
-    return Redis.from_url(TEST_REDIS_URL)
+from support.commands import WORKER, start_process
+from support.polling import wait_for
+from support.settings import make_app
 
 
 def test_jobs_are_enqueued_as_json(database, rq_redis):
@@ -28,6 +24,7 @@ def test_jobs_are_enqueued_as_json(database, rq_redis):
     assert args == ["5b0c2a4e-7d4e-4a43-9a39-0d3b9e1c2f10"]
 
 
+@pytest.mark.system
 def test_the_worker_never_unpickles_a_job(database, rq_redis, tmp_path):
     planted = tmp_path / "planted"
     # What anyone who can write to Redis could queue: a pickled call of their choosing.

@@ -4,8 +4,6 @@ import re
 import uuid
 from datetime import timedelta
 
-import pytest
-from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
@@ -16,22 +14,10 @@ from orders_app.config import Defaults
 from orders_app.extensions import db
 from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import Order
-from orders_app.worker import OrdersWorker
 
-from helpers import TEST_REDIS_URL, make_app, place_order
-
-
-@pytest.fixture
-def rq_redis():
-    return Redis.from_url(TEST_REDIS_URL)
-
-
-def run_jobs(app, rq_redis, **work_options):
-    """Run queued jobs in this process, with the service's worker."""
-    with app.app_context():
-        OrdersWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(
-            burst=True, **work_options
-        )
+from support.client import place_order
+from support.jobs import run_jobs
+from support.settings import make_app
 
 
 def enqueue(app, rq_redis, order_id):

@@ -1,30 +1,38 @@
 """What the service changes in its libraries' behaviour, pinned so that an upgrade fails here, loudly.
 
 Public hooks do most of it: webargs' ``load_json``, an apispec plugin given to flask-smorest, and
-flask-limiter limits given as callables. Some private names are still overridden or called,
-because the libraries offer no public way (as of flask-smorest 0.47.0, flask-limiter 4.1.1 and
-flask-jwt-extended 4.7.4, pinned in requirements.txt): each has a behaviour test (here, or in the
-test file named), and each name is checked to still exist, so that a rename is reported as such
-instead of as a mysterious change of behaviour.
+flask-limiter limits given as callables. Some private names are still overridden, called or read,
+because the libraries offer no public way (as pinned in requirements.txt): each has a behaviour
+test (here, or in the test file named), and each name is checked to still exist, so that a rename
+is reported as such instead of as a mysterious change of behaviour.
 """
 
 import warnings
 
+import flask
 import flask_jwt_extended
 import flask_limiter
 import flask_smorest
 import pytest
+import redis.commands.core
+import rq.worker
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from redis import Redis
+from rq.intermediate_queue import IntermediateQueue
 
 from orders_app.extensions import limiter, page_numbers
 
-from helpers import PASSWORD, TEST_REDIS_URL, closed_port_url, make_app, place_order
+from support.client import place_order
+from support.network import closed_port_url
+from support.settings import PASSWORD, TEST_REDIS_URL, make_app
 
 DEEPLY_NESTED_JSON = b"[" * 5000 + b"]" * 5000
 HUGE_NUMBER_JSON = b'{"status": ' + b"1" * 5000 + b"}"  # past Python's 4,300 digits: a ValueError
 
-# (class, private name, what the override relies on it to do)
-PRIVATE_NAMES_OVERRIDDEN = [
+# (class or object, private name, what the code relies on it to do): every private name the
+# service overrides, calls or reads on a library object, and the library methods its worker overrides.
+PRIVATE_NAMES_USED = [
     (flask_smorest.Blueprint, "_check_precondition", "answers 428 to a PATCH without If-Match"),
     (flask_smorest.Blueprint, "_verify_check_etag", "warns when a PATCH did not call check_etag"),
     (flask_smorest.Api, "_register_pagination_header", "registers the X-Pagination header component"),
@@ -36,16 +44,29 @@ PRIVATE_NAMES_OVERRIDDEN = [
     # Both flask-limiter's before_request and its decorators check limits there: /token and
     # /register/ fail closed while its storage is down (tests/test_rate_limits.py).
     (flask_limiter.Limiter, "_check_request_limit", "checks a request's limits, falls back to memory"),
+    (limiter, "_storage_dead", "set while its storage is down; init_app clears it"),
     # Every token is decoded there (tests/test_verified_tokens.py).
     (flask_jwt_extended.JWTManager, "_decode_jwt_from_config", "verifies a token, returns its claims"),
+    # orders_app/json_provider.py answers with orjson (tests/test_json_provider.py).
+    (DefaultJSONProvider, "_prepare_response_obj", "turns response()'s arguments into one object"),
+    (Flask(__name__).json, "_app", "the provider's app: its debug flag and response class"),
+    # orders_app/http.py looks the request up once per response.
+    (flask.request, "_get_current_object", "the request object behind the proxy"),
+    # orders_app/worker.py (tests/test_worker.py): heartbeats batched with the state they follow.
+    (rq.worker.Worker, "heartbeat", "refreshes the worker's registration, with a TTL"),
+    (rq.worker.Worker, "set_state", "writes the worker's state, in a pipeline when given one"),
+    (rq.worker.Worker, "get_heartbeat_ttl", "how long a started job lives without a heartbeat"),
+    (rq.worker.Worker, "perform_job", "runs a job (the allowlist wraps it)"),
+    (rq.worker.Worker, "handle_job_failure", "fails a job (a refused one, without running it)"),
+    (IntermediateQueue, "remove", "takes a job out of the queue's intermediate list"),
+    # orders_app/orders/cache.py: a Lua script made without a client, run with each app's client.
+    (redis.commands.core, "Script", "a Lua script, loaded again after NOSCRIPT"),
 ]
 
 
-@pytest.mark.parametrize("owner, name, role", PRIVATE_NAMES_OVERRIDDEN)
-def test_the_private_methods_we_override_still_exist(owner, name, role):
-    assert callable(getattr(owner, name, None)), (
-        f"{owner.__module__}.{owner.__name__}.{name} ({role}) is gone"
-    )
+@pytest.mark.parametrize("owner, name, role", PRIVATE_NAMES_USED, ids=[n for _, n, _ in PRIVATE_NAMES_USED])
+def test_the_private_names_we_use_still_exist(owner, name, role):
+    assert hasattr(owner, name), f"{owner!r}.{name} ({role}) is gone"
 
 
 # webargs: ArgumentsParser.load_json
@@ -80,9 +101,11 @@ def test_a_patch_with_if_match_is_still_checked(client, alice):
     assert response.status_code == 412
 
 
-@pytest.mark.parametrize("total", [0, 1, 19, 20, 21, 40, 1000])
-@pytest.mark.parametrize("page_size", [1, 20, 100])
-@pytest.mark.parametrize("page", [1, 2, 3, 50, 1001])
+# The boundaries: no orders, one, a page exactly full, one more; the last page, one past it, far past.
+@pytest.mark.parametrize(
+    "page, page_size, total",
+    [(1, 20, 0), (1, 20, 1), (1, 20, 20), (1, 20, 21), (2, 20, 21), (3, 20, 21), (50, 20, 21), (1, 1, 1000)],
+)
 def test_page_numbers_are_flask_smorests(page, page_size, total):
     expected = flask_smorest.Blueprint._make_pagination_metadata(page, page_size, total)
     assert {"total": total, **page_numbers(page, page_size, total, more=None)} == expected

@@ -22,7 +22,9 @@ import pytest
 
 from orders_app.log import _Handler, make_handler, write_once_per_loop_turn
 
-from helpers import free_port, start_process, wait_for
+from support.commands import start_process
+from support.network import free_port
+from support.polling import wait_for
 
 
 class RecordedWrites(io.RawIOBase):
@@ -155,6 +157,7 @@ def test_a_failed_write_is_reported_as_logging_reports_it_and_lines_go_on(log):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.system
 def test_two_workers_lines_reach_a_slow_reader_whole_together_and_all_of_them(signum):
     """Two gevent workers answer rounds of 64 requests sent at once (on 64 keep-alive connections)
     into one pipe that a slow reader drains, so it fills up as when honcho falls behind: the lines

@@ -23,19 +23,12 @@ from sqlalchemy.engine import make_url
 
 from orders_app.extensions import db
 
-from helpers import (
-    CONSUMER,
-    RELAY,
-    ROOT,
-    WORKER,
-    closed_port_url,
-    free_port,
-    make_app,
-    place_order,
-    publish,
-    start_process,
-    wait_for,
-)
+from support.broker import publish
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, WORKER, start_process
+from support.network import closed_port_url, free_port
+from support.polling import wait_for
+from support.settings import ROOT, make_app
 
 SPEC_METRICS = {
     "http_requests_total": "counter",
@@ -250,6 +243,7 @@ def post_order(base, headers):
         assert response.status == 201
 
 
+@pytest.mark.system
 def test_an_order_moves_each_pipeline_counter_by_one(alice, broker, tmp_path):
     with ExitStack() as stack:
         base, _ = stack.enter_context(web(tmp_path / "web"))
@@ -264,6 +258,7 @@ def test_an_order_moves_each_pipeline_counter_by_one(alice, broker, tmp_path):
         assert scrape_url(consumer).value("orders_events_dead_lettered_total") == 0
 
 
+@pytest.mark.system
 def test_a_malformed_message_is_counted_as_dead_lettered(broker, topology):
     with metered(CONSUMER) as consumer:
         publish(broker, topology, b"not json")
@@ -272,6 +267,7 @@ def test_a_malformed_message_is_counted_as_dead_lettered(broker, topology):
         assert scrape_url(consumer).value("orders_jobs_enqueued_total") == 0
 
 
+@pytest.mark.system
 def test_the_state_gauges_follow_a_backlog(client, alice, broker, tmp_path):
     def gauges():
         scrape = scrape_url(f"{base}/metrics")
@@ -300,6 +296,7 @@ def test_the_state_gauges_follow_a_backlog(client, alice, broker, tmp_path):
         wait_for(lambda: gauges() == dict.fromkeys(backlog, 0), message="the backlog gone")
 
 
+@pytest.mark.system
 def test_gunicorn_workers_are_added_up_even_after_they_die(tmp_path):
     """Counts survive the workers that made them; a previous run's files do not."""
     metrics_dir = tmp_path / "web"
@@ -382,6 +379,7 @@ def query(api, expression):
 
 
 @pytest.mark.skipif(not PROMETHEUS, reason="needs the prometheus binary: apt-get install prometheus")
+@pytest.mark.system
 def test_a_real_prometheus_scrapes_every_process_and_evaluates_the_rules(alice, broker, topology, tmp_path):
     with ExitStack() as stack:
         base, _ = stack.enter_context(web(tmp_path / "web"))

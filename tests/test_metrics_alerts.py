@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from helpers import ROOT
+from support.settings import ROOT
 
 RULES = os.path.join(ROOT, "deploy", "prometheus", "alerts.yml")
 PROMTOOL = shutil.which("promtool")
@@ -103,6 +103,7 @@ def test_every_alert_has_a_summary_a_description_and_a_case():
 
 @pytest.mark.skipif(not PROMTOOL, reason="needs promtool: apt-get install prometheus")
 @pytest.mark.parametrize("alert", CASES)
+@pytest.mark.system
 def test_the_alert_fires_on_its_condition_only(alert, tmp_path):
     case, rule = CASES[alert], shipped_alerts()[alert]
     expected = {

@@ -15,7 +15,7 @@ from orders_app.models import Order
 from orders_app.orders import service
 from orders_app.orders.schemas import OrderSchema
 
-from helpers import place_order
+from support.client import place_order
 
 ITEMS = [
     {"name": "Bread", "quantity": 2, "price": "10.5"},

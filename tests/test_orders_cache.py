@@ -13,7 +13,11 @@ from orders_app.models import Order, OrderStatus
 from orders_app.orders import cache
 from orders_app.orders.service import change_status, mark_processed
 
-from helpers import TEST_DATABASE_URL, TEST_REDIS_URL, TcpProxy, make_app, place_order, wait_for
+from support.client import place_order
+from support.database import blocked_by
+from support.network import TcpProxy
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL, TEST_REDIS_URL, make_app
 
 
 def read(client, headers, order):
@@ -35,7 +39,7 @@ def test_a_write_through_arriving_after_a_newer_one_is_ignored(app, client, alic
         pending = pool.submit(
             patching.patch, f"/orders/{order_id}/", json={"status": "PAID"}, headers=alice["headers"]
         )
-        wait_for(lambda: waiting_for_a_lock(engine), message="the PATCH to wait for the row lock")
+        wait_for(lambda: blocked_by(other), message="the PATCH to wait for the row lock")
         proxy.hold()
         other.commit()  # the PATCH takes the lock, commits, and its write-through is held
         wait_for(lambda: status_of(other, order_id) == "PAID", message="the PATCH to commit")
@@ -110,18 +114,6 @@ def run_in_app_context(app, function, *args):
     with app.app_context():
         function(*args)
         db.session.remove()
-
-
-def waiting_for_a_lock(engine):
-    """Whether a session of the test database waits for a lock (asked in a transaction of its
-    own: pg_stat_activity stays the same for the length of one)."""
-    with engine.connect() as connection:
-        return connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
 
 
 def status_of(connection, order_id):

@@ -11,7 +11,7 @@ from orders_app.extensions import db
 from orders_app.models import IdempotencyKey, Order
 from orders_app.orders.service import mark_processed
 
-from helpers import place_order
+from support.client import place_order
 
 BREAD = {"name": "Bread", "quantity": 2, "price": "10.50"}
 BUTTER = {"name": "Butter", "quantity": 1, "price": 5}
@@ -65,46 +65,53 @@ def item(**changes):
 
 
 @pytest.mark.parametrize(
-    "body",
+    "body, field",
     [
-        {},
-        {"items": []},
-        {"items": [BREAD] * 101},
-        {"items": "Bread"},
-        {"items": [None]},
-        {"items": [item(name="")]},
-        {"items": [item(name="x" * 201)]},
-        {"items": [item(name="   ")]},
-        {"items": [item(name=7)]},
-        {"items": [item(quantity=0)]},
-        {"items": [item(quantity=10_001)]},
-        {"items": [item(quantity=1.5)]},
-        {"items": [item(quantity="2")]},
-        {"items": [item(quantity=True)]},
-        {"items": [item(quantity=None)]},
-        {"items": [item(price=0)]},
-        {"items": [item(price="-1.00")]},
-        {"items": [item(price=1.005)]},
-        {"items": [item(price="1.005")]},
-        {"items": [item(price="abc")]},
-        {"items": [item(price="NaN")]},
-        {"items": [item(price="Infinity")]},
-        {"items": [item(price="1e100")]},
-        {"items": [item(price=1e308)]},
-        {"items": [item(price=True)]},
-        {"items": [item(price=[1])]},
-        {"items": [item(colour="red")]},
-        {"items": [{"name": "Bread", "quantity": 1}]},
-        {"items": [BREAD], "discount": 5},
-        {"items": [BREAD], "total_price": "1.001"},
-        {"items": [item(quantity=10_000, price="99999999.99")]},  # total beyond NUMERIC(10, 2)
+        ({}, "items"),
+        ({"items": []}, "items"),
+        ({"items": [BREAD] * 101}, "items"),
+        ({"items": "Bread"}, "items"),
+        ({"items": [None]}, "items.0"),
+        ({"items": [item(name="")]}, "items.0.name"),
+        ({"items": [item(name="x" * 201)]}, "items.0.name"),
+        ({"items": [item(name="   ")]}, "items.0.name"),
+        ({"items": [item(name=7)]}, "items.0.name"),
+        ({"items": [item(quantity=0)]}, "items.0.quantity"),
+        ({"items": [item(quantity=10_001)]}, "items.0.quantity"),
+        ({"items": [item(quantity=1.5)]}, "items.0.quantity"),
+        ({"items": [item(quantity="2")]}, "items.0.quantity"),
+        ({"items": [item(quantity=True)]}, "items.0.quantity"),
+        ({"items": [item(quantity=None)]}, "items.0.quantity"),
+        ({"items": [item(price=0)]}, "items.0.price"),
+        ({"items": [item(price="-1.00")]}, "items.0.price"),
+        ({"items": [item(price=1.005)]}, "items.0.price"),
+        ({"items": [item(price="1.005")]}, "items.0.price"),
+        ({"items": [item(price="abc")]}, "items.0.price"),
+        ({"items": [item(price="NaN")]}, "items.0.price"),
+        ({"items": [item(price="Infinity")]}, "items.0.price"),
+        ({"items": [item(price="1e100")]}, "items.0.price"),
+        ({"items": [item(price=1e308)]}, "items.0.price"),
+        ({"items": [item(price=True)]}, "items.0.price"),
+        ({"items": [item(price=[1])]}, "items.0.price"),
+        ({"items": [item(colour="red")]}, "items.0.colour"),
+        ({"items": [{"name": "Bread", "quantity": 1}]}, "items.0.price"),
+        ({"items": [BREAD], "discount": 5}, "discount"),
+        ({"items": [BREAD], "total_price": "1.001"}, "total_price"),
+        ({"items": [item(quantity=10_000, price="99999999.99")]}, "items"),  # total beyond NUMERIC(10, 2)
     ],
 )
-def test_invalid_orders_are_422_and_create_nothing(app, client, alice, body):
+def test_invalid_orders_are_422_and_create_nothing(app, client, alice, body, field):
     response = client.post("/orders/", json=body, headers=alice["headers"])
     assert response.status_code == 422, response.json
-    assert response.json["errors"]
+    assert invalid_field(response.json["errors"]["json"]) == field
     assert order_count(app) == 0
+
+
+def invalid_field(errors):
+    """The one field ``errors`` names, as a dotted path (``items.0.price``)."""
+    (name, messages), *others = errors.items()
+    assert not others, errors
+    return name if isinstance(messages, list) else f"{name}.{invalid_field(messages)}"
 
 
 @pytest.mark.parametrize(
@@ -193,11 +200,14 @@ def test_a_key_older_than_24_hours_creates_a_new_order(app, client, alice):
 
 
 @pytest.mark.parametrize("key", ["", "k" * 256])
-def test_an_invalid_key_is_422(client, alice, key):
+def test_an_invalid_key_is_422_and_creates_nothing(app, client, alice, key):
     response = client.post(
         "/orders/", json={"items": [BREAD]}, headers={**alice["headers"], "Idempotency-Key": key}
     )
     assert response.status_code == 422
+    assert list(response.json["errors"]) == ["headers"]
+    assert list(response.json["errors"]["headers"]) == ["Idempotency-Key"]
+    assert order_count(app) == 0
 
 
 def test_simultaneous_requests_with_one_key_create_one_order(app, alice):

@@ -6,7 +6,9 @@ import uuid
 import pytest
 from redis import Redis
 
-from helpers import TEST_REDIS_URL, closed_port_url, make_app, place_order
+from support.client import place_order
+from support.network import closed_port_url
+from support.settings import TEST_REDIS_URL, make_app
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 from redis import Connection, Redis
-from rq import Callback, Queue, SimpleWorker
+from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -19,27 +19,16 @@ from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import Order
 from orders_app.reconciler import ADVISORY_LOCK_KEY, reconcile
 
-from helpers import (
-    TEST_DATABASE_URL,
-    TEST_REDIS_URL,
-    WORKER,
-    closed_port_url,
-    kill_hard,
-    make_app,
-    place_order,
-    ready_count,
-    running,
-    start_process,
-    wait_for,
-)
+from support.broker import ready_count
+from support.client import place_order
+from support.commands import WORKER, kill_hard, running, start_process
+from support.jobs import run_jobs
+from support.network import closed_port_url
+from support.polling import wait_for
+from support.settings import TEST_DATABASE_URL, TEST_REDIS_URL, make_app
 
 # Every order counts as overdue at once: tests need not wait out the production grace period.
 OVERDUE_AT_ONCE = {"RECONCILE_AFTER_SECONDS": 0, "JOB_RETRY_INTERVALS": [0, 0, 0]}
-
-
-@pytest.fixture
-def rq_redis():
-    return Redis.from_url(TEST_REDIS_URL)
 
 
 @pytest.fixture
@@ -50,11 +39,6 @@ def reconciler_app(database):
 def run_reconciler(app):
     with app.app_context():
         return reconcile()
-
-
-def run_jobs(app, rq_redis):
-    with app.app_context():
-        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
 
 
 def processed_at(app, order_id):
@@ -89,6 +73,7 @@ def test_orders_within_the_grace_period_are_left_alone(database, client, alice, 
     app = make_app(RECONCILE_AFTER_SECONDS=60)
     assert run_reconciler(app) == 0
     assert Queue("orders", connection=rq_redis).job_ids == []
+    assert run_reconciler(make_app(RECONCILE_AFTER_SECONDS=0)) == 1  # only its grace kept it waiting
 
 
 def schedule(rq_redis, order_id, seconds_from_now):
@@ -113,6 +98,8 @@ def test_queued_scheduled_and_running_jobs_are_left_alone(reconciler_app, client
     assert run_reconciler(reconciler_app) == 0
     after = {order["id"]: job_status(rq_redis, order["id"]) for order in (queued, scheduled, running_now)}
     assert after == before
+    rq_redis.flushdb()  # the same orders with their jobs lost: each is repaired
+    assert run_reconciler(reconciler_app) == 3
 
 
 def test_a_retry_no_scheduler_moved_is_run_again(reconciler_app, client, alice, rq_redis):
@@ -212,6 +199,7 @@ def test_the_relay_keeps_publishing_while_the_reconciler_cannot_reach_redis(
         wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the event published")
 
 
+@pytest.mark.system
 def test_a_job_left_started_by_a_worker_killed_with_sigkill_runs_again(database, client, alice, rq_redis):
     # Jobs time out after 2 s, and a worker counts as dead 1 s after that: a job it still holds
     # then is abandoned.

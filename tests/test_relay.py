@@ -12,21 +12,13 @@ from orders_app.events.topology import connect
 from orders_app.extensions import db
 from orders_app.models import OutboxEvent
 
-from helpers import (
-    RELAY,
-    TEST_RABBITMQ_URL,
-    TcpProxy,
-    add_outbox_rows,
-    closed_port_url,
-    drain,
-    make_app,
-    place_order,
-    ready_count,
-    running,
-    start_process,
-    unpublished,
-    wait_for,
-)
+from support.broker import drain, ready_count
+from support.client import place_order
+from support.commands import RELAY, running, start_process
+from support.database import add_outbox_rows, unpublished
+from support.network import TcpProxy, closed_port_url
+from support.polling import wait_for
+from support.settings import TEST_RABBITMQ_URL, make_app
 
 
 def test_creating_an_order_writes_its_event_to_the_outbox_in_the_same_transaction(app, client, alice):
@@ -123,6 +115,7 @@ def test_two_relays_publish_every_event_exactly_once(app, broker, topology):
     assert sorted(message_ids) == sorted(event_ids)  # none skipped, none twice
 
 
+@pytest.mark.system
 def test_a_relay_killed_midway_and_restarted_loses_nothing(app, broker, topology):
     event_ids = add_outbox_rows(app, 3000)
     first = start_process(RELAY, FLASK_RELAY_BATCH_SIZE="5")

@@ -14,8 +14,14 @@ from rq import Worker
 from rq.job import Job
 from sqlalchemy import create_engine, text
 
-from helpers import PASSWORD, TEST_REDIS_URL, drain, free_port, start_process, wait_for
-from test_pipeline import PROCESSES, Stack
+from support.broker import drain
+from support.client import Stack
+from support.commands import PROCESSES, start_process
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import PASSWORD, TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 REPLICAS = 2
 ORDERS = 20
@@ -139,9 +145,6 @@ def test_each_order_is_published_enqueued_and_processed_once(replicas, tap, data
     redis = Redis.from_url(TEST_REDIS_URL)
     for order_id in order_ids:
         assert Job.fetch(f"process-order-{order_id}", connection=redis).get_status() == "finished"
-    # Processed once, across both workers.
+    # Processed once, across both workers (which replica takes how much is the broker's and
+    # Redis's choice, and on two busy cores one replica may take it all: not asserted).
     assert occurrences(first, "worker", PROCESSED) == once
-    # And every replica of the consumer and the worker took a share.
-    for kind, pattern in (("consumer", ENQUEUED), ("worker", PROCESSED)):
-        for replica in range(REPLICAS):
-            assert re.search(pattern, first.log(f"{kind}-{replica}")), f"{kind}-{replica} did nothing"

@@ -2,7 +2,11 @@
 
 import subprocess
 
-from helpers import ROOT
+import pytest
+
+from support.settings import ROOT
+
+pytestmark = pytest.mark.system
 
 OUTSIDE = "../" + "shared"  # spelled in two parts, so this file does not match itself
 

@@ -11,13 +11,16 @@ import uuid
 
 import pytest
 from redis import Redis
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 
 from orders_app.healthcheck import main as healthcheck
 from orders_app.job_queue import enqueue_process_order, job_id
 
-from helpers import TEST_REDIS_URL, free_port, make_app, wait_for
+from support.jobs import run_jobs
+from support.network import free_port
+from support.polling import wait_for
+from support.settings import TEST_REDIS_URL, make_app
+
+pytestmark = pytest.mark.system
 
 LOGIN = {"RQ_DASHBOARD_USERNAME": "operator", "RQ_DASHBOARD_PASSWORD": "a-dashboard-password-for-tests"}
 
@@ -64,8 +67,7 @@ def test_failed_jobs_are_shown_with_their_json_arguments_and_traceback(dashboard
     app = make_app(JOB_RETRY_INTERVALS=[0, 0, 0])
     order_id = uuid.uuid4()
     enqueue_process_order(app.config, rq_redis, order_id, "req-dashboard")
-    with app.app_context():
-        SimpleWorker(["orders"], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
+    run_jobs(app, rq_redis)
     status, page = status_of(f"{dashboard}/0/data/jobs/orders/failed/8/asc/1.json", tuple(LOGIN.values()))
     assert status == 200
     [failed] = page["jobs"]

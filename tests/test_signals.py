@@ -12,21 +12,15 @@ from orders_app.extensions import db
 from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import OutboxEvent
 
-from helpers import (
-    CONSUMER,
-    RELAY,
-    TEST_REDIS_URL,
-    WORKER,
-    TcpProxy,
-    add_outbox_rows,
-    drain,
-    event_for,
-    place_order,
-    publish,
-    ready_count,
-    start_process,
-    wait_for,
-)
+from support.broker import drain, event_for, publish, ready_count
+from support.client import place_order
+from support.commands import CONSUMER, RELAY, WORKER, start_process
+from support.database import add_outbox_rows
+from support.network import TcpProxy
+from support.polling import wait_for
+from support.settings import TEST_REDIS_URL
+
+pytestmark = pytest.mark.system
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -9,13 +9,17 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from helpers import PASSWORD, make_app, register
+from support.client import register
+from support.settings import PASSWORD, make_app
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Chromium: apt-get install chromium chromium-driver (.ci/run does)",
-)
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Chromium: apt-get install chromium chromium-driver (.ci/run does)",
+    ),
+]
 TIMEOUT = 20
 
 

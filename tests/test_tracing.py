@@ -18,8 +18,9 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from orders_app.tracing import WarnOnce
 
-from helpers import closed_port_url, free_port, wait_for
-from test_pipeline import running_stack, signed_in
+from support.network import closed_port_url, free_port
+from support.polling import wait_for
+from support.stack import running_stack, signed_in
 
 TRACED = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "100"}
 
@@ -109,6 +110,7 @@ def json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.system
 def test_one_order_is_one_trace_across_every_process(database, broker, tmp_path, collector):
     with running_stack(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, **TRACED) as stack:
         auth = {**signed_in(stack, "traced@example.com"), "X-Request-ID": "traced-request-1"}
@@ -159,6 +161,7 @@ def test_one_order_is_one_trace_across_every_process(database, broker, tmp_path,
         assert {line["span_id"] for line in lines} <= set(spans), name
 
 
+@pytest.mark.system
 def test_an_unreachable_collector_changes_nothing_but_one_warning(database, broker, tmp_path):
     settings = {
         **TRACED,

@@ -5,7 +5,6 @@ maintenance drops a worker whose hash expired. It must outlast each wait for a j
 """
 
 import pytest
-from redis import Redis
 from rq import Callback, Retry, Worker
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import JobStatus
@@ -17,12 +16,9 @@ from test_metrics import metered, scrape_url
 from orders_app.job_queue import PROCESS_ORDER, enqueue_process_order, orders_queue
 from orders_app.worker import OrdersWorker
 
-from helpers import TEST_REDIS_URL, WORKER, place_order, start_process, wait_for
-
-
-@pytest.fixture
-def rq_redis():
-    return Redis.from_url(TEST_REDIS_URL)
+from support.client import place_order
+from support.commands import WORKER, start_process
+from support.polling import wait_for
 
 
 @pytest.fixture
@@ -67,6 +63,7 @@ def test_a_state_set_on_its_own_is_written_with_a_heartbeat_when_it_changes(work
     assert rq_redis.hget(worker.key, "state") == b"overwritten by the test"
 
 
+@pytest.mark.system
 def test_rq_sees_the_worker_busy_during_a_job_then_idle_and_registered_past_its_wait(
     app, client, alice, rq_redis
 ):

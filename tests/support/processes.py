@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import kill_hard, start_process
+from .commands import kill_hard, start_process
 
 
 class Processes:

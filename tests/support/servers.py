@@ -22,7 +22,10 @@ from orders_app.config import psycopg2_url
 from orders_app.database import create_database_if_missing
 from orders_app.extensions import db
 
-from helpers import free_port, kill_hard, make_app, wait_for
+from .commands import kill_hard
+from .network import free_port
+from .polling import wait_for
+from .settings import make_app
 
 RABBITMQ_BIN = "/usr/lib/rabbitmq/bin"
 RABBITMQ_HOME = "/var/lib/rabbitmq"  # the Erlang cookie the shared node and rabbitmqctl use
