@@ -16,8 +16,8 @@ from redis import Redis
 from redis.exceptions import NoPermissionError
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
-from test_rq_dashboard import LOGIN, status_of
 
+from support.dashboard import LOGIN, status_of
 from support.network import free_port
 from support.polling import wait_for
 from support.settings import ROOT

@@ -17,7 +17,6 @@ from contextlib import ExitStack, contextmanager
 
 import psycopg2
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
@@ -25,7 +24,8 @@ from orders_app.extensions import db
 
 from support.broker import publish
 from support.client import place_order
-from support.commands import CONSUMER, RELAY, WORKER, start_process
+from support.commands import CONSUMER, RELAY, WORKER
+from support.metrics import Scrape, answers, metered, process, scrape_url
 from support.network import closed_port_url, free_port
 from support.polling import wait_for
 from support.settings import ROOT, make_app
@@ -49,46 +49,10 @@ GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:ap
 PROMETHEUS = shutil.which("prometheus")
 
 
-class Scrape:
-    """One scrape, parsed by prometheus-client's own parser."""
-
-    def __init__(self, text):
-        self.families = {family.name: family for family in text_string_to_metric_families(text)}
-        self.samples = {
-            (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in self.families.values()
-            for sample in family.samples
-        }
-
-    def value(self, name, **labels):
-        """A sample's value, or None when the scrape does not have it."""
-        return self.samples.get((name, frozenset(labels.items())))
-
-    def names(self):
-        """The metric names as exposed (the parser drops a counter's ``_total``), with their types."""
-        return {
-            f"{family.name}_total" if family.type == "counter" else family.name: family.type
-            for family in self.families.values()
-        }
-
-
 def scrape_client(client):
     response = client.get("/metrics")
     assert response.status_code == 200, response.text
     return Scrape(response.text)
-
-
-def scrape_url(url):
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        return Scrape(response.read().decode())
-
-
-def answers(url):
-    try:
-        return scrape_url(url)
-    except OSError:
-        return None
 
 
 # --- /metrics in process -------------------------------------------------------------------------
@@ -188,31 +152,6 @@ def test_the_docs_document_exactly_the_metrics_served(client):
 
 
 # --- real processes ------------------------------------------------------------------------------
-
-
-@contextmanager
-def process(command, **settings):
-    """A real process of the service, stopped with SIGTERM on exit."""
-    child = start_process(command, **settings)
-    try:
-        yield child
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
-@contextmanager
-def metered(command, **settings):
-    """A relay, consumer or worker serving its metrics on a free port: yields their URL."""
-    port = free_port()
-    with process(command, FLASK_METRICS_PORT=str(port), **settings):
-        url = f"http://127.0.0.1:{port}/metrics"
-        wait_for(lambda: answers(url), timeout=30, message=f"metrics of {command[-1]}")
-        yield url
 
 
 @contextmanager

@@ -1,12 +1,8 @@
 """rq-dashboard as the stack runs it: a login from the environment, JSON jobs, failed jobs shown."""
 
-import base64
-import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
@@ -15,28 +11,13 @@ from redis import Redis
 from orders_app.healthcheck import main as healthcheck
 from orders_app.job_queue import enqueue_process_order, job_id
 
+from support.dashboard import LOGIN, status_of
 from support.jobs import run_jobs
 from support.network import free_port
 from support.polling import wait_for
 from support.settings import TEST_REDIS_URL, make_app
 
 pytestmark = pytest.mark.system
-
-LOGIN = {"RQ_DASHBOARD_USERNAME": "operator", "RQ_DASHBOARD_PASSWORD": "a-dashboard-password-for-tests"}
-
-
-def status_of(url, login=None):
-    request = urllib.request.Request(url)
-    if login:
-        credentials = base64.b64encode(":".join(login).encode()).decode()
-        request.add_header("Authorization", f"Basic {credentials}")
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            return response.status, json.loads(response.read()) if url.endswith(".json") else None
-    except urllib.error.HTTPError as error:
-        return error.code, None
-    except OSError:
-        return None, None
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.webhook import Webhook
 from rq.worker import WorkerStatus
-from test_metrics import metered, scrape_url
 
 from orders_app.job_queue import PROCESS_ORDER, enqueue_process_order, orders_queue
 from orders_app.worker import OrdersWorker
 
 from support.client import place_order
 from support.commands import WORKER, start_process
+from support.metrics import metered, scrape_url
 from support.polling import wait_for
 
 

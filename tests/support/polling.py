@@ -3,7 +3,7 @@
 import time
 
 
-def wait_for(condition, timeout=15.0, interval=0.05, message="condition"):
+def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
     """Poll ``condition`` until it returns something truthy; return that, or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
