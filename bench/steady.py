@@ -41,7 +41,8 @@ class Connections:
     """Keep-alive connections, at most ``limit`` open; a request waits for one when all are busy."""
 
     def __init__(self, url, limit):
-        self.host, self.port = urlsplit(url).hostname, urlsplit(url).port
+        address = urlsplit(url)
+        self.host, self.port = address.hostname, address.port
         self.slots = BoundedSemaphore(limit)
         self.idle = []
 
@@ -134,7 +135,7 @@ def run(spec):
     measured = lag[int(rate * warmup) :]
     return {
         "rate_asked": rate,
-        "rate_sent": round(total / sent_in, 1),
+        "rate_sent": round((total - 1) / sent_in, 1),  # from the first send to the last
         "seconds": spec["seconds"],
         "warmup_seconds": warmup,
         "send_lag_ms": {

@@ -89,7 +89,6 @@ class UserOrders(MethodView):
     @blp.response(200, OrderSchema(many=True))
     @blp.paginate(page_size=20, max_page_size=100)
     @blp.error(403, "Another user's orders (admins excepted)")
-    @blp.error(422, "An unknown parameter, a cursor with a page, or a page past the deepest (use the cursor)")
     @blp.error(404, "The user id is not a whole number")
     def get(self, args, user_id, pagination_parameters):
         """A user's orders, newest first; pagination in the X-Pagination header.
