@@ -9,6 +9,7 @@ from pathlib import Path
 TARGETS = {"get_cached": 0.4, "list_user": 0.12, "create": 0.11}  # × the baseline's requests/s
 P99_TARGET = 4  # every scenario's p99 at 64 connections, × the baseline's p99
 DRAIN_TARGET = 0.95  # the pipeline processes orders at least this fraction of the rate they come in
+STEADY_P99_TARGET_MS = 50  # the steady-rate mix's p99, at half its capacity
 PERFORMANCE_PAGE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
 
@@ -16,13 +17,14 @@ def median(runs, key):
     return statistics.median(run[key] for run in runs)
 
 
-def report(meta, http, listing, make_run, pipeline):
+def report(meta, http, listing, make_run, pipeline, steady):
     """The results file's content: the summaries first, every run after them."""
     summary = summarise(http)
     return {
         "meta": meta,
         "summary": summary,
         "listing": summarise_listing(summary, listing),
+        "steady": steady,
         "make_run": summarise_make_run(make_run, summary),
         "pipeline": judge_pipeline(pipeline),
         "runs": {"http": http, "make_run": make_run},
@@ -66,6 +68,7 @@ def summarise_listing(summary, listing):
             "first_per_second": (first := summary[f"list_{name}_first"]["requests_per_second"]),
             "later_per_second": (later := summary[f"list_{name}_later"]["requests_per_second"]),
             "first_to_later": round(first / later, 2) if later else None,  # None: not one answer in time
+            "deepest_page_per_second": summary[f"list_{name}_deepest_page"]["requests_per_second"],
         }
         for name, user in listing.items()
     }
@@ -126,16 +129,42 @@ def http_table(summary):
 
 def listing_table(listing):
     lines = [
-        "| listing | first page requests/s | later page | requests/s | first ÷ later |",
-        "|---|---|---|---|---|",
+        "| listing | first page requests/s | later page | requests/s | first ÷ later "
+        "| deepest page number | requests/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in listing.values():
         lines.append(
             f"| a user with {row['orders']:,} orders | {row['first_per_second']:.0f} | "
             f"page {row['later_page']} by {row['later_page_by']} | {row['later_per_second']:.0f} | "
-            f"{row['first_to_later'] or '–'} |"
+            f"{row['first_to_later'] or '–'} | page {row['deepest_page']} | "
+            f"{row['deepest_page_per_second']:.0f} |"
         )
     return lines
+
+
+def steady_table(steady):
+    def cells(row):
+        keys = ("requests", "errors", "p50_ms", "p99_ms", "p99_9_ms", "max_ms")
+        return " | ".join(str(row[key]) for key in keys)
+
+    within = steady["all"]["p99_ms"] is not None and steady["all"]["p99_ms"] <= STEADY_P99_TARGET_MS
+    lines = [
+        f"Steady rate: the mix sent at {steady['rate_asked']} requests/s ({steady['load']} × its capacity of "
+        f"{steady['capacity_per_second']}/s; sent {steady['rate_sent']}/s, this generator's own lag p99 "
+        f"{steady['send_lag_ms']['p99']} ms) for {steady['seconds']} s after {steady['warmup_seconds']} s "
+        "of warm-up, latency from each request's scheduled send (bench/steady.py).",
+        "",
+        "| steady rate | requests | errors | p50 ms | p99 ms | p99.9 ms | max ms |",
+        "|---|---|---|---|---|---|---|",
+        f"| all (p99 ≤ {STEADY_P99_TARGET_MS} ms: {met(within)}) | {cells(steady['all'])} |",
+    ]
+    lines += [f"| {name} | {cells(row)} |" for name, row in steady["kinds"].items()]
+    return lines
+
+
+def markdown_steady(steady):
+    return "\n".join(steady_table(steady))
 
 
 def make_run_table(make_run):
@@ -185,6 +214,7 @@ def markdown(results):
     tables = [
         http_table(results["summary"]),
         listing_table(results["listing"]),
+        steady_table(results["steady"]),
         make_run_table(results["make_run"]),
         pipeline_table(results["pipeline"]),
     ]

@@ -42,22 +42,26 @@ from urllib.parse import quote
 import pika
 import psycopg2
 import redis
+from psycopg2.sql import SQL, Identifier
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from bench/: make the service importable
 
-from report import markdown, report, update_page  # noqa: E402
+from report import markdown, markdown_steady, report, summarise, update_page  # noqa: E402
 
+from orders_app.config import Defaults  # noqa: E402
 from orders_app.events.topology import Topology  # noqa: E402
+from orders_app.orders.schemas import encode_cursor  # noqa: E402
 
 BENCH = ROOT / "bench"
 BIN = Path(sys.executable).parent
 
-DATABASE = "orders_bench"
+# Two benches on one machine each take their own (BENCH_DATABASE, BENCH_REDIS_URL, BENCH_NAMESPACE).
+DATABASE = os.environ.get("BENCH_DATABASE", "orders_bench")
 DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-EVENTS_NAMESPACE = "bench."
+EVENTS_NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench.")
 CORES = os.cpu_count()
 
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", 10))
@@ -69,6 +73,7 @@ ORDERS = 30_000
 DEEP_USERS = {"1k": 1_000, "200k": 200_000}  # listing scenarios: a user with this many orders
 PAGE_SIZE = 20
 LATER_PAGE_AT = 0.9  # "a later page": the one holding the order this far down the user's list
+DEEPEST_PAGE = Defaults.LIST_MAX_PAGE  # the deepest page a page number reaches (an OFFSET)
 CACHED_ORDERS = 2_000
 PIPELINE_WORKERS = 4
 LATENCY_SAMPLES = 100
@@ -81,6 +86,17 @@ STORM_READ_CONNECTIONS = 8
 STORM_USER = {"username": "storm@example.com", "password": "correct horse battery"}
 ORDER_BODY = json.dumps({"items": [{"name": "Bread", "quantity": 2, "price": "10.50"}]})
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")  # as wrk counts them
+# The steady-rate scenario: this mix (shares of the requests) at STEADY_LOAD × its capacity.
+STEADY_MIX = {"get_cached": 0.70, "list_user": 0.15, "create": 0.10, "change_status": 0.05}
+STEADY_PRICED_AS = {
+    "get_cached": "get_cached",
+    "list_user": "list_user",
+    "create": "create",
+    "change_status": "create",
+}
+STEADY_LOAD = 0.5
+STEADY_SECONDS = int(os.environ.get("BENCH_STEADY_SECONDS", 60))
+STEADY_CONNECTIONS = 512  # at most this many open; beyond, a request waits (and its wait counts)
 
 ENV = {
     **os.environ,
@@ -212,7 +228,7 @@ def prepare_database():
     connection = psycopg2.connect("postgresql://postgres@127.0.0.1:5432/postgres")
     connection.autocommit = True
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")  # a constant name
+        cursor.execute(SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(Identifier(DATABASE)))
     connection.close()
     subprocess.run([str(BIN / "flask"), "--app", "orders_app", "prestart"], cwd=ROOT, env=ENV, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
@@ -381,21 +397,25 @@ def list_path(user_id, **query):
     )
 
 
-def later_page(base_url, user):
-    """``(path, about)`` of a page deep in a user's list: page N, the one holding the order at
-    LATER_PAGE_AT of the list, is read once, and the path asks for the next page by the cursor
-    it hands out; without keyset pagination (no cursor), page N itself, by its offset."""
+def later_page(user):
+    """``(path, about)`` of a page deep in a user's list, by cursor: the page after page N, the one
+    holding the order at LATER_PAGE_AT of the list, starts after N's last order, whose cursor is
+    written here as the service writes it (a page number cannot reach that deep)."""
     page = math.ceil(LATER_PAGE_AT * user.orders / PAGE_SIZE)
-    request = urllib.request.Request(
-        base_url + list_path(user.user_id, page=page), headers={"Authorization": f"Bearer {user.token}"}
+    [(created_at, order_id)] = query(
+        "SELECT created_at, id FROM orders WHERE user_id = %s "
+        "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
+        (user.user_id, page * PAGE_SIZE - 1),
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        cursor = json.loads(response.headers.get("X-Pagination", "{}")).get("next_cursor")
-    about = {"orders": user.orders, "later_page": page, "later_page_by": "offset"}
-    if cursor:
-        about.update(later_page=page + 1, later_page_by="cursor")
-        return list_path(user.user_id, cursor=quote(cursor, safe="")), about
-    return list_path(user.user_id, page=page), about
+    cursor = encode_cursor(created_at, order_id)
+    deepest = min(DEEPEST_PAGE, math.ceil(user.orders / PAGE_SIZE))
+    about = {
+        "orders": user.orders,
+        "later_page": page + 1,
+        "later_page_by": "cursor",
+        "deepest_page": deepest,
+    }
+    return list_path(user.user_id, cursor=quote(cursor, safe="")), about
 
 
 def http_scenarios(workdir, orders, tokens, deep_users):
@@ -421,8 +441,10 @@ def http_scenarios(workdir, orders, tokens, deep_users):
         listing = {}
         for name, user in deep_users.items():
             lines[f"list_{name}_first"] = [("GET", list_path(user.user_id), user.token)]
-            path, listing[name] = later_page(url, user)
+            path, listing[name] = later_page(user)
             lines[f"list_{name}_later"] = [("GET", path, user.token)]
+            deepest = list_path(user.user_id, page=listing[name]["deepest_page"])
+            lines[f"list_{name}_deepest_page"] = [("GET", deepest, user.token)]
         files = {name: request_file(workdir, name, requests) for name, requests in lines.items()}
         runs = {name: [] for name in files}
         for round_number in range(1, ROUNDS + 1):
@@ -438,6 +460,84 @@ def http_scenarios(workdir, orders, tokens, deep_users):
                 log(f"round {round_number} {name}: {result}")
                 runs[name].append(result)
     return runs, listing
+
+
+# --- a steady rate -----------------------------------------------------------------------------
+
+
+def mix_capacity(summary):
+    """The requests/s the STEADY_MIX would reach at saturation, from each kind's own throughput
+    (a mix spends each kind's share of a second at that kind's cost); a status change has no
+    scenario of its own and is priced as a create (both a write and a commit)."""
+    return 1 / sum(
+        share / summary[STEADY_PRICED_AS[name]]["requests_per_second"] for name, share in STEADY_MIX.items()
+    )
+
+
+def steady_requests(orders, tokens):
+    """Each kind of the mix's requests, as bench/steady.py takes them; status changes set orders
+    outside the cached set PAID, each once."""
+    lines = request_lines(orders, tokens)
+    patch = json.dumps({"status": "PAID"})
+    return {
+        "get_cached": {"requests": [[*line, None] for line in lines["get_cached"]]},
+        "list_user": {"requests": [[*line, None] for line in lines["list_user"]]},
+        "create": {"requests": [[*line, ORDER_BODY] for line in lines["create"]]},
+        "change_status": {
+            "requests": [
+                ["PATCH", f"/orders/{order}/", tokens[user], patch] for order, user in orders[CACHED_ORDERS:]
+            ],
+            "once": True,
+        },
+    }
+
+
+def steady_scenario(workdir, orders, tokens, capacity):
+    """The mix at STEADY_LOAD × ``capacity`` requests/s, sent at that rate whatever the latency
+    (bench/steady.py), against the web alone as the HTTP scenarios measure it."""
+    rate = round(STEADY_LOAD * capacity)
+    requests = steady_requests(orders, tokens)
+    spec = {
+        "rate": rate,
+        "seconds": STEADY_SECONDS,
+        "warmup_seconds": WARMUP_SECONDS,
+        "connections": STEADY_CONNECTIONS,
+        "mix": {name: {"weight": share, **requests[name]} for name, share in STEADY_MIX.items()},
+    }
+    port = free_port()
+    with gunicorn("wsgi:app", port, Path(workdir) / "steady-web.log"):
+        spec["url"] = url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
+        warm_cache(url, orders[:CACHED_ORDERS], tokens)
+        spec_file = Path(workdir) / "steady.json"
+        spec_file.write_text(json.dumps(spec))
+        output = subprocess.run(
+            [sys.executable, str(BENCH / "steady.py"), str(spec_file)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    result = {"capacity_per_second": round(capacity, 1), "load": STEADY_LOAD, **json.loads(output)}
+    log(f"steady rate: {result}")
+    return result
+
+
+def capacity_alone(workdir, orders, tokens):
+    """Each kind's throughput, one wrk run each, for a steady run without the HTTP scenarios."""
+    lines = request_lines(orders, tokens)
+    port = free_port()
+    summary = {}
+    with gunicorn("wsgi:app", port, Path(workdir) / "capacity-web.log"):
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
+        for name in set(STEADY_PRICED_AS.values()):
+            requests = request_file(workdir, name, lines[name])
+            wrk(url, requests, WARMUP_SECONDS)
+            if name == "get_cached":
+                warm_cache(url, orders[:CACHED_ORDERS], tokens)
+            summary[name] = wrk(url, requests, WRK_SECONDS)
+            log(f"capacity {name}: {summary[name]}")
+    return summary
 
 
 # --- make run ----------------------------------------------------------------------------------
@@ -753,12 +853,21 @@ def main():
             output.write_text(json.dumps({"meta": meta, "login_storm": storm}, indent=2) + "\n")
             log(f"results in {output.relative_to(ROOT)}")
             return
+        if sys.argv[1:] == ["steady"]:
+            capacity = mix_capacity(capacity_alone(workdir, orders, tokens))
+            steady = steady_scenario(workdir, orders, tokens, capacity)
+            output = BENCH / "results" / f"{meta['date']}-steady.json"
+            output.write_text(json.dumps({"meta": meta, "steady": steady}, indent=2) + "\n")
+            print(markdown_steady(steady))
+            log(f"results in {output.relative_to(ROOT)}")
+            return
         http, listing = http_scenarios(workdir, orders, tokens, deep_users)
+        steady = steady_scenario(workdir, orders, tokens, mix_capacity(summarise(http)))
         make_run_runs = make_run_scenario(workdir, orders, tokens)
         pipeline_results = pipeline_scenarios(workdir, orders, tokens)
         pipeline_results["login_storm"] = login_storm_scenario(workdir, orders, tokens)
     meta["minutes"] = round((time.monotonic() - started) / 60, 1)
-    results = report(meta, http, listing, make_run_runs, pipeline_results)
+    results = report(meta, http, listing, make_run_runs, pipeline_results, steady)
     output = BENCH / "results" / f"{meta['date']}.json"
     output.write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

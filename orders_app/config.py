@@ -88,6 +88,8 @@ class Defaults:
     METRICS_READ_TIMEOUT = 2.0  # seconds each state gauge read may take at a scrape
 
     MAX_CONTENT_LENGTH = 64 * 1024
+    # The deepest page number of a list (an OFFSET, paid in proportion); deeper, the cursor.
+    LIST_MAX_PAGE = 100
     # Rate limits (flask-limiter), per user with a valid access token, else per client IP.
     RATELIMIT_ENABLED = True
     RATELIMIT_APPLICATION = "100/minute"  # over all endpoints together

@@ -61,21 +61,25 @@ def _schema_instance(schema_class):
     return schema_class()
 
 
-def page_numbers(page, page_size, total, more):
+def page_numbers(page, page_size, total, more, max_page=None):
     """X-Pagination's page numbers as flask-smorest writes them (``_make_pagination_metadata``,
     which builds a marshmallow schema per request to dump seven integers), and for an uncounted
-    list (``total`` None): ``more`` tells whether a page follows."""
+    list (``total`` None): ``more`` tells whether a page follows. No page past ``max_page`` (the
+    deepest a page number may go) is named: neither as the last page nor as the next."""
     if total == 0:
         return {"total_pages": 0}
     numbers = {}
     if total is not None:
-        last_page = (total - 1) // page_size + 1
-        numbers.update(total_pages=last_page, first_page=1, last_page=last_page)
+        total_pages = last_page = (total - 1) // page_size + 1
+        if max_page is not None:
+            last_page = min(last_page, max_page)
+        numbers.update(total_pages=total_pages, first_page=1, last_page=last_page)
         if page > last_page:
             return numbers
         more = page < last_page
     else:
         numbers["first_page"] = 1
+        more = more and (max_page is None or page < max_page)
     numbers["page"] = page
     if page > 1:
         numbers["previous_page"] = page - 1
@@ -110,8 +114,9 @@ class Blueprint(flask_smorest.Blueprint):
         """flask-smorest's X-Pagination (its documented override point), for views that also page
         by cursor. Beside ``item_count`` such a view sets on the pagination parameters:
         ``total_known`` (False: the view stopped counting, so no total, total_pages or last_page),
-        ``next_cursor`` (where the next page starts; None on the last page) and ``by_cursor`` (the
-        page was asked by cursor: no page numbers either).
+        ``next_cursor`` (where the next page starts; None on the last page), ``by_cursor`` (the
+        page was asked by cursor: no page numbers either) and ``max_page`` (the deepest page number
+        allowed: none deeper is advertised).
         """
         metadata = {}
         if page_params.total_known:
@@ -119,7 +124,8 @@ class Blueprint(flask_smorest.Blueprint):
         if not page_params.by_cursor:
             total = page_params.item_count if page_params.total_known else None
             more = page_params.next_cursor is not None
-            metadata.update(page_numbers(page_params.page, page_params.page_size, total, more))
+            numbers = page_numbers(page_params.page, page_params.page_size, total, more, page_params.max_page)
+            metadata.update(numbers)
         if page_params.next_cursor is not None:
             metadata["next_cursor"] = page_params.next_cursor
         return result, {**(headers or {}), self.PAGINATION_HEADER_NAME: json.dumps(metadata)}

@@ -25,8 +25,9 @@ class PaginationMetadataSchema(flask_smorest.pagination.PaginationMetadataSchema
 
 
 class CommonAnswersPlugin(BasePlugin):
-    """Documents bad or oversized bodies, rate limits and outages on every operation, and If-Match
-    as optional (flask-smorest documents it as required, with a 428, for every ``@etag`` PATCH).
+    """Documents bad or oversized bodies, rate limits and outages on every operation, If-Match
+    as optional (flask-smorest documents it as required, with a 428, for every ``@etag`` PATCH),
+    and how deep a page number may go (``LIST_MAX_PAGE``).
 
     A blueprint whose endpoints are never limited, or never touch PostgreSQL, says so with
     ``RATE_LIMITED = False`` or ``USES_DATABASE = False``.
@@ -48,6 +49,13 @@ class CommonAnswersPlugin(BasePlugin):
             for status, name in common.items():
                 responses.setdefault(status, name)
             responses.pop(HTTPStatus.PRECONDITION_REQUIRED, None)
+            for parameter in operation.get("parameters", []):
+                if isinstance(parameter, dict) and parameter.get("name") == "page":
+                    max_page = parameter["schema"]["maximum"] = self.app.config["LIST_MAX_PAGE"]
+                    parameter["description"] = (
+                        f"At most {max_page} (LIST_MAX_PAGE): a page number makes the database walk "
+                        "past every earlier item. Deeper, follow X-Pagination's next_cursor (cursor)."
+                    )
 
     def parameter_helper(self, parameter, **kwargs):
         return {"required": False} if parameter.get("name") == "If-Match" else None

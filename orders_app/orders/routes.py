@@ -93,9 +93,11 @@ class UserOrders(MethodView):
     def get(self, args, user_id, pagination_parameters):
         """A user's orders, newest first; pagination in the X-Pagination header.
 
-        Page by number (``page``), or follow ``next_cursor`` (``cursor``): as fast at any depth.
+        Page by number (``page``, at most LIST_MAX_PAGE: deeper is a 422 unless the list is known
+        to end before), or follow ``next_cursor`` (``cursor``): as fast at any depth.
         The total is counted up to 1,000 orders; beyond, X-Pagination leaves it (and the last page) out.
         """
+        max_page = current_app.config["LIST_MAX_PAGE"]
         after = args.get("cursor")
         page = service.list_orders(
             current_viewer(),
@@ -104,11 +106,13 @@ class UserOrders(MethodView):
             after=after,
             offset=0 if after else pagination_parameters.first_item,
             limit=pagination_parameters.page_size,
+            max_page=max_page,
         )
         # flask-smorest writes X-Pagination only once item_count is set (see Blueprint).
         pagination_parameters.item_count = page.counted
         pagination_parameters.total_known = page.total is not None
         pagination_parameters.by_cursor = after is not None
+        pagination_parameters.max_page = max_page
         last = page.orders[-1] if page.more else None
         pagination_parameters.next_cursor = last and encode_cursor(last.created_at, last.id)
         return page.orders

@@ -47,6 +47,17 @@ class ForeignOrders(ServiceError):
         super().__init__("You may only list your own orders")
 
 
+class PageTooDeep(ServiceError):
+    status_code = 422
+
+    def __init__(self, max_page):
+        message = (
+            f"Must be at most {max_page}: a page number makes the database walk past every earlier "
+            "order. Deeper, follow X-Pagination's next_cursor (?cursor=), as fast at any depth."
+        )
+        super().__init__("Page number too deep", errors={"query": {"page": [message]}})
+
+
 class IllegalTransition(ServiceError):
     status_code = 409
 
@@ -248,9 +259,12 @@ class OrderPage:
         return self.counted if self.counted <= COUNT_LIMIT else None
 
 
-def list_orders(viewer, owner_id, status=None, after=None, offset=0, limit=20):
+def list_orders(viewer, owner_id, status=None, after=None, offset=0, limit=20, max_page=None):
     """One page of ``owner_id``'s orders, newest first: those after the position ``after`` (a
     ``(created_at, id)`` pair: keyset pagination, as cheap at any depth), or from ``offset`` on.
+
+    An ``offset`` is paid for in proportion: past page ``max_page`` (of ``limit`` orders) it is a
+    ``PageTooDeep``, unless the list is counted and ends before it (an empty page, as past any end).
 
     One query reads the page (and one order more, to know whether another page follows) and the
     total, counted up to ``COUNT_LIMIT``; as plain rows, which the API's format is written from
@@ -262,10 +276,13 @@ def list_orders(viewer, owner_id, status=None, after=None, offset=0, limit=20):
     parameters = {"owner_id": owner_id, "status": status, "count_limit": COUNT_LIMIT + 1}
     if after is not None:
         parameters["after_created_at"], parameters["after_id"] = after
+    too_deep = max_page is not None and offset > (max_page - 1) * limit
     rows = []
-    if offset <= MAX_OFFSET:
+    if offset <= MAX_OFFSET and not too_deep:
         rows = db.session.execute(page, {**parameters, "offset": offset, "limit": limit + 1}).all()
     count = rows[0].counted if rows else db.session.scalar(counted, parameters)  # past the end: count alone
+    if too_deep and (count > COUNT_LIMIT or offset < count):
+        raise PageTooDeep(max_page)
     return OrderPage(orders=rows[:limit], counted=count, more=len(rows) > limit)
 
 
