@@ -7,7 +7,8 @@ import pytest
 from orders_app.extensions import db
 from orders_app.orders import service
 
-from helpers import make_app, place_order
+from support.client import place_order
+from support.settings import make_app
 
 MAX_PAGE = 2
 
