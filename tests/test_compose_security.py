@@ -66,7 +66,7 @@ def test_each_container_gets_only_the_secrets_it_needs():
         "migrate": service - {"POSTGRES_APP_PASSWORD"} | {"POSTGRES_PASSWORD", "RQ_DASHBOARD_PASSWORD"},
         "web": service,
         "relay": service,
-        "consumer": {"REDIS_SERVICE_PASSWORD", "RABBITMQ_PASSWORD"},  # no database, no tokens
+        "consumer": {"REDIS_SERVICE_PASSWORD", "RABBITMQ_PASSWORD", "JWT_SECRET_KEY"},  # no database
         "worker": {"POSTGRES_APP_PASSWORD", "REDIS_WORKER_PASSWORD", "JWT_SECRET_KEY"},
         "rq-dashboard": {"REDIS_DASHBOARD_PASSWORD", "RQ_DASHBOARD_PASSWORD"},
         "proxy": set(),
