@@ -7,7 +7,6 @@ the build needs ``npm`` the first time (docs/hooks.py keeps Mermaid in ``.cache/
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +16,13 @@ import yaml
 
 from orders_app.config import Defaults
 
+from support.browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from support.settings import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
 import settings_table  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 # Settings the app reads that are not in Defaults: Flask's and its extensions' own.
 EXTENSION_SETTINGS = {
     "DEBUG",
@@ -119,25 +118,9 @@ def offline_browser():
     """Headless Chromium with the network off: every request it makes is logged."""
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("needs Chromium: apt-get install chromium chromium-driver (.ci/run does)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--allow-file-access-from-files",
-        "--window-size=1280,2400",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(
+        "--allow-file-access-from-files", window="1280,2400", logs=("browser", "performance")
+    )
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd(
         "Network.emulateNetworkConditions",

@@ -3,16 +3,15 @@
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them).
 """
 
-import shutil
 import threading
 
 import pytest
 from werkzeug.serving import make_server
 
+from support.browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from support.client import register
 from support.settings import PASSWORD, make_app
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.system,
     pytest.mark.skipif(
@@ -36,24 +35,7 @@ def live_server(database):
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,2000",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium()
     yield driver
     driver.quit()
 
