@@ -50,17 +50,16 @@ print(json.dumps({"seconds": finished - started, "ticks": sum(started < t < fini
 """
 
 
-def test_hashing_does_not_stall_the_event_loop():
-    output = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=process_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def last_json_line(script):
+    """Run ``script`` in a Python of its own (it patches itself with gevent); its last line, as JSON."""
+    command = [sys.executable, "-c", script]
+    output = subprocess.run(command, cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=60)
     assert output.returncode == 0, output.stderr
-    measured = json.loads(output.stdout.strip().splitlines()[-1])
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def test_hashing_does_not_stall_the_event_loop():
+    measured = last_json_line(SCRIPT)
     # Six hashes (~1 s): without the thread pool the loop does not turn once until they are done;
     # with it, it keeps turning (~200 times on an idle machine, far fewer on two busy cores).
     assert measured["ticks"] >= 3, measured
@@ -107,16 +106,7 @@ print(json.dumps(spans))
 
 
 def test_at_most_password_hash_concurrency_hashes_run_at_once():
-    output = subprocess.run(
-        [sys.executable, "-c", CONCURRENCY_SCRIPT],
-        cwd=ROOT,
-        env=process_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert output.returncode == 0, output.stderr
-    spans = json.loads(output.stdout.strip().splitlines()[-1])
+    spans = last_json_line(CONCURRENCY_SCRIPT)
     assert len(spans) == 6
     # The most hashes running at one instant: at a hash's start, those started and not yet ended.
     overlapping = [sum(start <= s < end for start, end in spans) for s, _ in spans]
