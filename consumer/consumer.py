@@ -22,7 +22,8 @@ from opentelemetry.trace import SpanKind
 from pika.exceptions import AMQPError
 from rq.exceptions import DuplicateJobError
 
-from orders_app import redis_client, tracing
+from orders_app import tracing
+from orders_app.adapters import redis_client
 from orders_app.events.messages import schema as event_schema
 from orders_app.events.topology import Topology, connect
 from orders_app.job_queue import enqueue_process_order

@@ -6,25 +6,15 @@ from flask import Flask
 from swagger_ui_bundle import swagger_ui_path
 
 from . import cli, http, metrics_routes, protection
+from .adapters.json_provider import OrjsonProvider
+from .adapters.smorest import SECURITY_SCHEME, Blueprint
 from .auth import identity
 from .auth import routes as auth_routes
 from .auth.tokens import is_revoked
 from .config import load_config
 from .errors import register_jwt_error_handlers, register_service_error_handlers
-from .extensions import (
-    SECURITY_SCHEME,
-    Blueprint,
-    api,
-    cache_redis,
-    cors,
-    db,
-    jwt,
-    limiter,
-    migrate,
-    queue_redis,
-)
+from .extensions import api, cache_redis, db, jwt, migrate, queue_redis
 from .health_routes import blp as health_blp
-from .json_provider import OrjsonProvider
 from .log import configure_logging
 from .money import money_openapi_property
 from .orders import routes as order_routes
@@ -50,13 +40,10 @@ def create_app(overrides=None):
     register_jwt_error_handlers(jwt)
     register_service_error_handlers(app)
     http.init_app(app)
-    protection.trust_proxies(app)
-    if app.config["CORS_ORIGINS"]:  # none allowed: no CORS header to write, nothing to run per request
-        cors.init_app(app, **protection.cors_options(app.config))
-    limiter.init_app(app)
     cli.init_app(app)
     metrics_routes.init_app(app)
     _init_api(app)
+    protection.init_app(app)  # the views' rate limits: once every view is registered
     return app
 
 

@@ -12,8 +12,9 @@ from flask import current_app
 from marshmallow import Schema, fields
 from sqlalchemy import text
 
+from .adapters.smorest import Blueprint
 from .database import bounded_connection
-from .extensions import Blueprint, cache_redis
+from .extensions import cache_redis
 
 log = logging.getLogger(__name__)
 

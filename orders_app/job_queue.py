@@ -8,21 +8,12 @@ keeps the trace context of its enqueue, which the worker continues (``orders_app
 
 from opentelemetry.trace import SpanKind
 from rq import Queue, Retry
-from rq.job import Job
 from rq.serializers import JSONSerializer  # never pickle: whoever writes to Redis would run code
 
 from . import tracing
+from .adapters.rq import OrdersJob
 
 PROCESS_ORDER = "orders_app.jobs.process_order"
-
-
-class OrdersJob(Job):
-    """A job of this queue: it never runs a callback. Callbacks are named in the job's hash, which
-    whoever can write to Redis sets, and RQ imports and calls them outside the worker's job, too
-    (cleaning up an abandoned job, in the reconciler and in every worker). ``process_order`` jobs
-    have none; the worker refuses a job that names one (``orders_app.worker.refusal``)."""
-
-    success_callback = failure_callback = stopped_callback = None
 
 
 def job_id(order_id):

@@ -1,18 +1,18 @@
-"""Who may call, how often, and from which browser origins: rate limits, CORS, trusted proxies."""
+"""Who may call, how often, and from which browser origins: rate-limit keys, CORS, trusted proxies."""
 
 import functools
-import hashlib
 import ipaddress
 import logging
 import re
 
-from flask import current_app, request
+from flask import request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .auth.schemas import normalise_username
+from .adapters import limiter
+from .extensions import cors
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ CORS_EXPOSED_HEADERS = [
 EXACT_ORIGIN = re.compile(r"https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?")
 # Operational endpoints a load balancer or a browser calls freely.
 UNLIMITED_BLUEPRINTS = {"health", "api-docs", "swagger_ui", "metrics"}
-# Where credentials are tried: a bearer header must not buy a fresh budget there.
+# Where credentials are tried: a bearer header must not buy a fresh budget there, and while the
+# limiter's storage is down they answer 503 (its in-memory fallback holds none of their limits).
 ADDRESS_KEYED_ENDPOINTS = {"auth.issue_token", "auth.register"}
 
 
@@ -89,24 +90,8 @@ def rate_limit_key():
     return client_address_key()
 
 
-UNREADABLE_LOGIN_KEY = "username:unreadable"  # a body /token cannot read either: no password is tried
-
-
-@never_raises(fallback=lambda: UNREADABLE_LOGIN_KEY)
-def login_username_key():
-    """The account a login tries (read as ``/token`` reads it), hashed into a short key."""
-    data = request.form or request.get_json(silent=True)
-    username = data.get("username") if hasattr(data, "get") else None
-    account = normalise_username(username) if isinstance(username, str) else ""
-    return "username:" + hashlib.sha256(account.encode(errors="surrogatepass")).hexdigest()
-
-
-def configured_limit(key):
-    """A limit read from the configuration at request time (so tests and FLASK_ settings change it)."""
-    return lambda: current_app.config[key]
-
-
 def is_exempt():
+    """Requests no limit counts."""
     return request.method == "OPTIONS" or request.blueprint in UNLIMITED_BLUEPRINTS
 
 
@@ -135,3 +120,14 @@ def trust_proxies(app):
     hops = app.config["TRUSTED_PROXIES"]
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0)
+
+
+def init_app(app):
+    """Rate limits (each view's, and the overall one), CORS and trusted proxies for ``app``; after
+    every blueprint is registered."""
+    trust_proxies(app)
+    if app.config["CORS_ORIGINS"]:  # none allowed: no CORS header to write, nothing to run per request
+        cors.init_app(app, **cors_options(app.config))
+    limiter.init_app(
+        app, key_func=rate_limit_key, exempt=is_exempt, fail_closed_endpoints=ADDRESS_KEYED_ENDPOINTS
+    )

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from flask.json.provider import DefaultJSONProvider
 
-from orders_app.json_provider import OrjsonProvider
+from orders_app.adapters.json_provider import OrjsonProvider
 
 
 @dataclasses.dataclass

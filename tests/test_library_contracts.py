@@ -9,19 +9,20 @@ is reported as such instead of as a mysterious change of behaviour.
 
 import warnings
 
-import flask
 import flask_jwt_extended
 import flask_limiter
 import flask_smorest
+import opentelemetry.sdk._shared_internal
 import pytest
 import redis.commands.core
+import rq.job
 import rq.worker
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from redis import Redis
 from rq.intermediate_queue import IntermediateQueue
 
-from orders_app.extensions import limiter, page_numbers
+from orders_app.adapters.smorest import page_numbers
 
 from support.client import place_order
 from support.network import closed_port_url
@@ -38,28 +39,33 @@ PRIVATE_NAMES_USED = [
     (flask_smorest.Api, "_register_pagination_header", "registers the X-Pagination header component"),
     # flask-smorest's documentation names these two as the way to change X-Pagination
     # (tests/test_orders_list.py: next_cursor, the total left out beyond the count limit);
-    # extensions.page_numbers writes what the second one does (tested equal below).
+    # adapters.smorest.page_numbers writes what the second one does (tested equal below).
     (flask_smorest.Blueprint, "_set_pagination_metadata", "writes the X-Pagination header"),
     (flask_smorest.Blueprint, "_make_pagination_metadata", "builds the page numbers of X-Pagination"),
     # Both flask-limiter's before_request and its decorators check limits there: /token and
     # /register/ fail closed while its storage is down (tests/test_rate_limits.py).
     (flask_limiter.Limiter, "_check_request_limit", "checks a request's limits, falls back to memory"),
-    (limiter, "_storage_dead", "set while its storage is down; init_app clears it"),
+    (flask_limiter.Limiter(key_func=str), "_storage_dead", "set while its storage is down"),
     # Every token is decoded there (tests/test_verified_tokens.py).
     (flask_jwt_extended.JWTManager, "_decode_jwt_from_config", "verifies a token, returns its claims"),
-    # orders_app/json_provider.py answers with orjson (tests/test_json_provider.py).
+    # orders_app/adapters/json_provider.py answers with orjson (tests/test_json_provider.py).
     (DefaultJSONProvider, "_prepare_response_obj", "turns response()'s arguments into one object"),
     (Flask(__name__).json, "_app", "the provider's app: its debug flag and response class"),
-    # orders_app/http.py looks the request up once per response.
-    (flask.request, "_get_current_object", "the request object behind the proxy"),
-    # orders_app/worker.py (tests/test_worker.py): heartbeats batched with the state they follow.
+    # orders_app/adapters/rq.py (tests/test_worker.py): heartbeats batched with the state they follow.
     (rq.worker.Worker, "heartbeat", "refreshes the worker's registration, with a TTL"),
     (rq.worker.Worker, "set_state", "writes the worker's state, in a pipeline when given one"),
     (rq.worker.Worker, "get_heartbeat_ttl", "how long a started job lives without a heartbeat"),
     (rq.worker.Worker, "perform_job", "runs a job (the allowlist wraps it)"),
     (rq.worker.Worker, "handle_job_failure", "fails a job (a refused one, without running it)"),
     (IntermediateQueue, "remove", "takes a job out of the queue's intermediate list"),
-    # orders_app/orders/cache.py: a Lua script made without a client, run with each app's client.
+    (rq.job.Job, "execution_registry", "the index of a job's executions (adapters.rq.delete_job)"),
+    *[
+        (rq.job.Job, f"{outcome}_callback", "a job's callback, which OrdersJob sets to none")
+        for outcome in ("success", "failure", "stopped")
+    ],
+    # adapters/otel_exporter.py quiets the batch processor's logger, named after this module.
+    (opentelemetry.sdk, "_shared_internal", "the module the span batch processor logs under"),
+    # orders_app/adapters/redis_client.py: a Lua script made without a client, run with each app's.
     (redis.commands.core, "Script", "a Lua script, loaded again after NOSCRIPT"),
 ]
 
@@ -158,7 +164,7 @@ def test_x_pagination_is_documented_as_json_content(document):
     assert schema == {"$ref": "#/components/schemas/PaginationMetadata"}
 
 
-# flask-limiter: limits given as callables, and Limiter._storage_dead
+# flask-limiter: one limiter per app, with the limits of its own configuration
 
 
 def register_many(client, count, address):
@@ -184,12 +190,12 @@ def test_each_app_has_its_own_memory_fallback(database):
     assert [client.get("/users/me").status_code for _ in range(2)] == [401, 429]
 
 
-def test_a_new_app_forgets_that_the_last_apps_storage_was_down(database):
-    make_app(RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0")).test_client().get("/users/me")
-    assert limiter._storage_dead is True  # flask-limiter's own flag: it counts in memory now
+def test_a_new_app_counts_in_its_own_storage_whatever_an_earlier_apps_storage_did(database):
+    down = make_app(RATELIMIT_STORAGE_URI=closed_port_url("redis", "/0"))
+    down.test_client().get("/users/me")
+    assert down.extensions["rate_limiter"]._storage_dead is True  # flask-limiter's own flag: in memory now
 
     client = make_app().test_client()
-    assert limiter._storage_dead is False
     register_many(client, 1, "10.7.0.2")
     keys = Redis.from_url(TEST_REDIS_URL, decode_responses=True).keys("*ratelimit*")
     assert any("ip:10.7.0.2" in key for key in keys)
@@ -197,5 +203,5 @@ def test_a_new_app_forgets_that_the_last_apps_storage_was_down(database):
 
 def test_an_app_built_without_rate_limits_stays_unlimited_when_a_later_app_has_them(database):
     unlimited = make_app(RATELIMIT_ENABLED=False).test_client()
-    make_app()  # binds the shared limiter again, enabled
+    make_app()  # another app, limited
     assert register_many(unlimited, 6, "10.7.0.3") == [201] * 6  # the limit is 5 a minute

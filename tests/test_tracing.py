@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from orders_app.tracing import WarnOnce
+from orders_app.adapters.otel_exporter import WarnOnce
 
 from support.network import closed_port_url, free_port
 from support.polling import wait_for

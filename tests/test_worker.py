@@ -13,7 +13,7 @@ from rq.webhook import Webhook
 from rq.worker import WorkerStatus
 
 from orders_app.job_queue import PROCESS_ORDER, enqueue_process_order, orders_queue
-from orders_app.worker import OrdersWorker
+from orders_app.worker import make_worker
 
 from support.client import place_order
 from support.commands import WORKER, start_process
@@ -24,7 +24,7 @@ from support.polling import wait_for
 @pytest.fixture
 def worker(app, rq_redis):
     """A worker in this process, not working: its heartbeats and states are called one by one."""
-    return OrdersWorker(["orders"], connection=rq_redis, serializer=JSONSerializer)
+    return make_worker(app.config, rq_redis)
 
 
 def last_heartbeat(rq_redis, worker):

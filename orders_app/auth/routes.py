@@ -1,5 +1,7 @@
 """Auth endpoints: register, OAuth2 password-flow token, refresh, logout, current user."""
 
+import hashlib
+
 import redis
 from flask import request
 from flask_jwt_extended import get_jwt
@@ -7,13 +9,22 @@ from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..adapters.limiter import give_back, limit
+from ..adapters.smorest import Blueprint
 from ..errors import BEARER_CHALLENGE, RETRY_LATER
-from ..extensions import Blueprint, db, limiter
+from ..extensions import db
 from ..models import User
-from ..protection import configured_limit, login_username_key
+from ..protection import never_raises
 from . import passwords, tokens
 from .identity import current_user
-from .schemas import LogoutSchema, RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
+from .schemas import (
+    LogoutSchema,
+    RegisterSchema,
+    TokenRequestSchema,
+    TokenSchema,
+    UserSchema,
+    normalise_username,
+)
 
 blp = Blueprint("auth", __name__, description="Registration, tokens and the current user")
 # Their answers carry tokens: no cache may keep one, errors included (RFC 6749 5.1).
@@ -28,8 +39,20 @@ def never_store_tokens(response):
     return response
 
 
+UNREADABLE_LOGIN_KEY = "username:unreadable"  # a body /token cannot read either: no password is tried
+
+
+@never_raises(fallback=lambda: UNREADABLE_LOGIN_KEY)
+def login_username_key():
+    """The account a login tries (read as ``/token`` reads it), hashed into a short rate-limit key."""
+    data = request.form or request.get_json(silent=True)
+    username = data.get("username") if hasattr(data, "get") else None
+    account = normalise_username(username) if isinstance(username, str) else ""
+    return "username:" + hashlib.sha256(account.encode(errors="surrogatepass")).hexdigest()
+
+
 @blp.route("/register/", methods=["POST"])
-@limiter.limit(configured_limit("RATELIMIT_REGISTER"))
+@limit("RATELIMIT_REGISTER")
 @blp.arguments(RegisterSchema)
 @blp.response(201, UserSchema)
 @blp.error(409, "The email is already registered")
@@ -45,11 +68,11 @@ def register(data):
 
 
 @blp.route("/token", methods=["POST"])
-@limiter.limit(configured_limit("RATELIMIT_TOKEN"))
+@limit("RATELIMIT_TOKEN")
 # Guesses per account, whatever the addresses: each attempt counts before its password is
 # verified (concurrent guesses cannot all pass a check made before any of them was counted);
 # a successful login gives its attempt back.
-@limiter.limit(configured_limit("RATELIMIT_TOKEN_PER_USERNAME"), key_func=login_username_key)
+@limit("RATELIMIT_TOKEN_PER_USERNAME", key_func=login_username_key)
 @blp.arguments(TokenRequestSchema, location="json_or_form")
 @blp.response(200, TokenSchema)
 @blp.error(401, "Wrong email or password")
@@ -58,7 +81,7 @@ def issue_token(data):
     user = db.session.scalar(select(User).where(User.email == data["username"]))
     if not passwords.verify_password(user and user.password_hash, data["password"]):
         abort(401, message="Wrong email or password", headers=BEARER_CHALLENGE)
-    limiter.give_back(login_username_key)
+    give_back(login_username_key)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(data["password"])
         db.session.commit()

@@ -15,18 +15,16 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import redis
-from redis.commands.core import Script
 
+from ..adapters.redis_client import script
 from ..extensions import cache_redis
-from .schemas import OrderSchema
 
 log = logging.getLogger(__name__)
 
 TTL_SECONDS = 300
 # KEYS[1] the order's key; ARGV: version, JSON, TTL. Returns 1 if written, 0 if the cache
 # already holds this version or a newer one. Loaded once, called with each app's client.
-STORE_IF_NEWER = Script(
-    None,
+STORE_IF_NEWER = script(
     b"""
 local cached = tonumber(redis.call('HGET', KEYS[1], 'version'))
 if cached and cached >= tonumber(ARGV[1]) then
@@ -38,7 +36,6 @@ return 1
 """,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_schema = OrderSchema()
 
 
 def key(order_id):
@@ -47,7 +44,7 @@ def key(order_id):
 
 def version(order):
     """``updated_at`` in whole microseconds since the epoch (exact, unlike a float timestamp)."""
-    return (order.updated_at - _EPOCH) // timedelta(microseconds=1)
+    return (datetime.fromisoformat(order["updated_at"]) - _EPOCH) // timedelta(microseconds=1)
 
 
 def read(order_id):
@@ -61,12 +58,12 @@ def read(order_id):
 
 
 def store(order):
-    """Cache an order's committed state, unless the cache holds this state or a newer one."""
+    """Cache an order's committed state (``OrderData``), unless the cache holds this state or a newer one."""
     try:
         STORE_IF_NEWER(
-            keys=[key(order.id)],
-            args=[version(order), orjson.dumps(_schema.dump(order)), TTL_SECONDS],
+            keys=[key(order["id"])],
+            args=[version(order), orjson.dumps(order), TTL_SECONDS],
             client=cache_redis.client,
         )
     except redis.RedisError as error:
-        log.warning("Order cache unavailable, order %s not cached: %s", order.id, error)
+        log.warning("Order cache unavailable, order %s not cached: %s", order["id"], error)

@@ -7,6 +7,7 @@ import base64
 import binascii
 import uuid
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from marshmallow import ValidationError, fields, pre_load, validate
 
@@ -50,12 +51,30 @@ class OrderStatusChangeSchema(Schema):
     status = CaseInsensitiveStatus(required=True)
 
 
-class OrderSchema(Schema):
-    """An order as the API returns it (and as the cache stores it).
+class ItemData(TypedDict):
+    name: str
+    quantity: int
+    price: str
 
-    The fields define the format (and document it); ``dump`` writes it with ``order_data``, which
-    gives exactly what marshmallow would from these fields (tests/test_order_format.py pins it)
-    five times faster: a page of 20 orders spent a fifth of its time in marshmallow.
+
+class OrderData(TypedDict):
+    """An order as the API returns it, the cache stores it and the service hands it out: JSON-ready."""
+
+    id: str
+    user_id: int
+    items: list[ItemData]
+    total_price: str
+    status: str
+    created_at: str
+    updated_at: str
+    processed_at: str | None
+
+
+class OrderSchema(Schema):
+    """An order as the API returns it: ``OrderData``, which these fields define and document.
+
+    The service hands orders out already in this form (``order_data``), so ``dump`` passes them
+    through as they are.
     """
 
     id = fields.UUID()
@@ -68,13 +87,13 @@ class OrderSchema(Schema):
     processed_at = fields.DateTime(allow_none=True)
 
     def dump(self, obj, *, many=None):
-        if many if many is not None else self.many:
-            return [order_data(order) for order in obj]
-        return order_data(obj)
+        return obj
 
 
-def order_data(order):
-    """``OrderSchema``'s output for ``order`` (a model, or a row with the same attributes)."""
+def order_data(order) -> OrderData:
+    """An order (a model, or a row with the same attributes) as ``OrderSchema``'s fields write it:
+    exactly what marshmallow would (tests/test_order_format.py pins it), several times faster (a page
+    of 20 orders spent a fifth of its time in marshmallow)."""
     processed_at = order.processed_at
     return {
         "id": str(order.id),

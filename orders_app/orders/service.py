@@ -1,6 +1,8 @@
 """Order business rules: totals, idempotent creation, ownership, the status machine, listing.
 
-Free of HTTP: callers pass a ``Viewer`` and get models back, or a ``ServiceError``.
+Free of HTTP: callers pass a ``Viewer`` and get every order back in one shape, the API's
+``OrderData`` (what the cache stores too), or a ``ServiceError``. The hot paths run statements
+built once (see docs/architecture.md, Conventions) and read plain rows, not models.
 """
 
 import functools
@@ -22,6 +24,7 @@ from ..metrics import ORDERS_CREATED
 from ..models import IdempotencyKey, Order, OrderStatus
 from ..money import MAX_AMOUNT
 from . import cache
+from .schemas import order_data
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -87,8 +90,7 @@ def order_total(items):
     return sum((item["price"] * item["quantity"] for item in items), Decimal("0.00"))
 
 
-# Built once (a statement is costly to build per request); the table's defaults fill in the id and
-# the status, PostgreSQL the timestamps, and the row comes back whole.
+# The table's defaults fill in the id and the status, PostgreSQL the timestamps; the row comes back whole.
 _INSERT_ORDER = insert(Order.__table__).returning(*Order.__table__.columns)
 
 
@@ -98,9 +100,6 @@ def create_order(viewer, items, claimed_total=None, idempotency_key=None, reques
     With an ``idempotency_key`` the same key from the same user within 24 hours returns the order
     it created first (``created`` False) and creates nothing; the key with another body is a 422.
     Concurrent requests with one key serialise on the key's row: one creates, the others replay.
-
-    The hot path of the API: plain statements, no ORM unit of work (the order comes back as a row
-    with the order's attributes).
     """
     total = order_total(items)
     if claimed_total is not None and claimed_total != total:
@@ -114,18 +113,18 @@ def create_order(viewer, items, claimed_total=None, idempotency_key=None, reques
     ]
     values = {"user_id": viewer.user_id, "items": stored_items, "total_price": total}
     try:
-        order = db.session.execute(_INSERT_ORDER, values).one()
+        row = db.session.execute(_INSERT_ORDER, values).one()
     except IntegrityError as error:
         db.session.rollback()
         if isinstance(error.orig, ForeignKeyViolation):  # the order's one foreign key: its user
             raise UserGone() from None
         raise
     request_hash = _request_hash(stored_items) if idempotency_key else None
-    if idempotency_key is None or _claim_key(viewer.user_id, idempotency_key, request_hash, order):
-        add_new_order_event(order, request_id)
+    if idempotency_key is None or _claim_key(viewer.user_id, idempotency_key, request_hash, row.id):
+        add_new_order_event(row, request_id)
         db.session.commit()
         ORDERS_CREATED.inc()
-        return order, True
+        return order_data(row), True
 
     db.session.rollback()  # another request with this key got there first
     return _replay(viewer.user_id, idempotency_key, request_hash), False
@@ -135,17 +134,17 @@ def _request_hash(stored_items):
     return hashlib.sha256(json.dumps(stored_items, sort_keys=True).encode()).hexdigest()
 
 
-def _claim_key(user_id, key, request_hash, order):
-    """Record ``key`` for ``order`` unless a live (under 24 hours old) record exists.
+def _claim_key(user_id, key, request_hash, order_id):
+    """Record ``key`` for the order ``order_id`` unless a live (under 24 hours old) record exists.
 
     Waits for a concurrent transaction holding the same key to finish first.
     """
     statement = insert(IdempotencyKey).values(
-        user_id=user_id, key=key, request_hash=request_hash, order_id=order.id
+        user_id=user_id, key=key, request_hash=request_hash, order_id=order_id
     )
     statement = statement.on_conflict_do_update(
         index_elements=[IdempotencyKey.user_id, IdempotencyKey.key],
-        set_={"request_hash": request_hash, "order_id": order.id, "created_at": func.now()},
+        set_={"request_hash": request_hash, "order_id": order_id, "created_at": func.now()},
         where=IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW,
     ).returning(IdempotencyKey.order_id)
     return db.session.execute(statement).first() is not None
@@ -157,35 +156,28 @@ def _replay(user_id, key, request_hash):
     record = db.session.get(IdempotencyKey, (user_id, key))
     if record.request_hash != request_hash:
         raise IdempotencyKeyReused()
-    return _as_created(db.session.get(Order, record.order_id))
-
-
-def _as_created(order):
-    """A detached copy of ``order`` as its creation answered it: what never changes, and the state
-    every order starts in."""
-    return Order(
-        id=order.id,
-        user_id=order.user_id,
-        items=order.items,
-        total_price=order.total_price,
-        status=OrderStatus.PENDING,
-        created_at=order.created_at,
-        updated_at=order.created_at,  # both set by the INSERT, to the same time
-        processed_at=None,
-    )
+    order = order_data(db.session.get(Order, record.order_id))
+    # What never changes, and the state every order starts in (created_at and updated_at were set
+    # by the INSERT, to the same time).
+    return {
+        **order,
+        "status": OrderStatus.PENDING.name,
+        "updated_at": order["created_at"],
+        "processed_at": None,
+    }
 
 
 def get_order(viewer, order_id):
-    """Return ``(order, cache_hit)``: the cached order (the API's JSON data) or the row, which
-    fills the cache."""
+    """Return ``(order, cache_hit)``: the cached order, or PostgreSQL's, which fills the cache."""
     cached = cache.read(order_id)
     if cached is not None:
         if not viewer.may_see(cached["user_id"]):
             raise OrderNotFound()
         return cached, True
-    order = db.session.get(Order, order_id)
-    if order is None or not viewer.may_see(order.user_id):
+    model = db.session.get(Order, order_id)
+    if model is None or not viewer.may_see(model.user_id):
         raise OrderNotFound()
+    order = order_data(model)
     cache.store(order)
     return order, False
 
@@ -195,23 +187,23 @@ def change_status(viewer, order_id, status, precondition=None):
 
     Setting the current status again changes nothing.
     """
-    order = db.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
-    if order is None or not viewer.may_see(order.user_id):
+    model = db.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if model is None or not viewer.may_see(model.user_id):
         raise OrderNotFound()
     if precondition is not None:
-        precondition(order)
-    if status is not order.status:
-        if status not in NEXT_STATUSES[order.status]:
-            raise IllegalTransition(order.status, status)
-        order.status = status
+        precondition(order_data(model))
+    if status is not model.status:
+        if status not in NEXT_STATUSES[model.status]:
+            raise IllegalTransition(model.status, status)
+        model.status = status
     db.session.commit()
+    order = order_data(model)
     cache.store(order)
     return order
 
 
-# Built once and executed with each job's order id, as creating is: the ORM's UPDATE … RETURNING
-# Order (its bulk-update machinery, an object built back) cost the job 0.35 ms more of CPU.
-# The table's onupdate moves ``updated_at`` (the cache's version) all the same.
+# A table statement, not the ORM's UPDATE … RETURNING Order (its bulk-update machinery, an object
+# built back). The table's onupdate moves ``updated_at`` (the cache's version) all the same.
 _MARK_PROCESSED = (
     update(Order.__table__)
     .where(Order.__table__.c.id == bindparam("order_id"), Order.__table__.c.processed_at.is_(None))
@@ -221,18 +213,17 @@ _MARK_PROCESSED = (
 
 
 def mark_processed(order_id):
-    """Set ``processed_at`` unless already set; return ``(order, processed_now)``, the order a row
-    with the order's attributes (or the model, when it was processed before).
+    """Set ``processed_at`` unless already set; return ``(order, processed_now)``.
 
     A repeated run changes nothing. A new state is written through to the cache.
     """
-    order = db.session.execute(_MARK_PROCESSED, {"order_id": order_id}).one_or_none()
-    processed_now = order is not None
-    if not processed_now:
-        order = db.session.get(Order, order_id)
-        if order is None:
-            raise LookupError(f"Order {order_id} does not exist")
+    row = db.session.execute(_MARK_PROCESSED, {"order_id": order_id}).one_or_none()
+    processed_now = row is not None
+    found = row if processed_now else db.session.get(Order, order_id)
+    if found is None:
+        raise LookupError(f"Order {order_id} does not exist")
     db.session.commit()
+    order = order_data(found)
     if processed_now:
         cache.store(order)
     return order, processed_now
@@ -247,11 +238,11 @@ MAX_OFFSET = 2**63 - 1
 
 @dataclass(frozen=True)
 class OrderPage:
-    """One page of a user's orders: rows with an order's attributes (not models), newest first."""
+    """One page of a user's orders, newest first."""
 
     orders: list
     counted: int  # the orders counted, COUNT_LIMIT + 1 at most
-    more: bool  # whether orders follow this page
+    next_after: tuple | None  # where the next page starts, ``(created_at, id)``; None on the last page
 
     @property
     def total(self):
@@ -267,8 +258,7 @@ def list_orders(viewer, owner_id, status=None, after=None, offset=0, limit=20, m
     ``PageTooDeep``, unless the list is counted and ends before it (an empty page, as past any end).
 
     One query reads the page (and one order more, to know whether another page follows) and the
-    total, counted up to ``COUNT_LIMIT``; as plain rows, which the API's format is written from
-    without the ORM's identity map.
+    total, counted up to ``COUNT_LIMIT``.
     """
     if not viewer.may_see(owner_id):
         raise ForeignOrders()
@@ -283,13 +273,14 @@ def list_orders(viewer, owner_id, status=None, after=None, offset=0, limit=20, m
     count = rows[0].counted if rows else db.session.scalar(counted, parameters)  # past the end: count alone
     if too_deep and (count > COUNT_LIMIT or offset < count):
         raise PageTooDeep(max_page)
-    return OrderPage(orders=rows[:limit], counted=count, more=len(rows) > limit)
+    rows, more = rows[:limit], len(rows) > limit
+    next_after = (rows[-1].created_at, rows[-1].id) if more else None
+    return OrderPage(orders=[order_data(row) for row in rows], counted=count, next_after=next_after)
 
 
 @functools.cache
 def _listing(by_status, by_cursor):
-    """The statements of a listing, ``(page, count)``: built once for each kind of listing, since
-    building one costs more than running it; executed with each request's values."""
+    """The statements of a listing, ``(page, count)``, for each kind of listing."""
     orders = Order.__table__.c
     condition = orders.user_id == bindparam("owner_id")
     if by_status:

@@ -1,0 +1,107 @@
+"""RQ as the service runs it: jobs that never run callbacks, and a worker that runs jobs in its own
+process, with fewer Redis round trips, and can fail a job without running it.
+
+Tested in tests/test_worker.py, tests/test_reconciler.py and tests/test_library_contracts.py.
+"""
+
+import time
+
+from rq import SimpleWorker
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
+
+
+class OrdersJob(Job):
+    """A job that never runs a callback. Callbacks are named in the job's hash, which whoever can
+    write to Redis sets, and RQ imports and calls them outside the worker's job, too (cleaning up
+    an abandoned job, in the reconciler and in every worker)."""
+
+    success_callback = failure_callback = stopped_callback = None
+
+
+def delete_job(job):
+    """Delete ``job``. RQ reads each of its executions first, and raises ``ValueError`` for one whose
+    record expired in between (that of a worker that died or was paused mid-job): then the job's
+    index of executions goes first (their records expire by themselves)."""
+    try:
+        job.delete()
+    except ValueError:
+        job.connection.delete(job.execution_registry.key)
+        job.delete()
+
+
+class Worker(SimpleWorker):
+    """An RQ worker running jobs in its own process (no fork per job: its database pool stays warm;
+    SIGTERM still lets the job in hand finish, and job timeouts still apply, as a signal).
+
+    ``abandoned_grace_seconds``: how long after its timeout a started job counts as abandoned.
+    """
+
+    stop_signalled = False
+    # The TTL the last heartbeat asked for (None: RQ's default), and when it was sent.
+    _heartbeat_sent = (None, float("-inf"))
+
+    def __init__(self, *args, abandoned_grace_seconds, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.abandoned_grace_seconds = abandoned_grace_seconds
+
+    def fail_without_running(self, job, queue, execution, reason):
+        """Fail ``job`` for good, unrun: no retry, no webhook, no callback of its own."""
+        job.retries_left, job.webhooks = None, []
+        # RQ's preparation of a job (skipped: it reads the function's name, which may be unreadable)
+        # takes it out of the queue's intermediate list, where RQ's cleanup would fail it again.
+        IntermediateQueue(queue.key, connection=self.connection).remove(job.id)
+        self.handle_job_failure(
+            job,
+            queue,
+            started_job_registry=queue.started_job_registry,
+            exc_string=f"Refused: {reason}",
+            execution=execution,
+        )
+
+    def request_stop(self, signum, frame):
+        self.stop_signalled = True
+        super().request_stop(signum, frame)
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        """Extend the worker's registration in Redis (``rq info``, rq-dashboard, the health check).
+
+        RQ sends one about five times per job, each three commands, most within milliseconds of
+        the last: here one asking for the same TTL as the last, sent under a second ago, is
+        skipped, and the rest go in one round trip. The registration then expires at most a second
+        earlier than RQ asked; RQ's longest wait between heartbeats (blocking for a job,
+        ``worker_ttl`` - 15 s) stays far inside the TTL it gives for it (``worker_ttl`` + 60 s).
+        """
+        now = time.monotonic()
+        last_timeout, last_sent = self._heartbeat_sent
+        if timeout == last_timeout and now - last_sent < 1:
+            return
+        self._heartbeat_sent = (timeout, now)
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        with self.connection.pipeline(transaction=False) as own_pipeline:
+            super().heartbeat(timeout, own_pipeline)
+            own_pipeline.execute()
+
+    def set_state(self, state, pipeline=None):
+        """Write the worker's state (what ``rq info`` and rq-dashboard show) when it changes, and
+        with a heartbeat when written on its own: after each job RQ sets IDLE, sends a heartbeat,
+        and sets IDLE again before waiting for the next job; here that is one round trip."""
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+        elif state != self.get_state():
+            with self.connection.pipeline(transaction=False) as own_pipeline:
+                super().set_state(state, own_pipeline)
+                self.heartbeat(pipeline=own_pipeline)
+                own_pipeline.execute()
+
+    def get_heartbeat_ttl(self, job, working_time=0.0):
+        """How long a started job stays "running" in RQ's started registry without a heartbeat.
+
+        A job run in this process cannot outlive its timeout (RQ stops it with SIGALRM), so a job
+        still started shortly after that belongs to a worker that died (SIGKILL, a lost host): RQ's
+        registry maintenance (``StartedJobRegistry.cleanup``, which the reconciler runs) then retries
+        it. RQ's own margin for this, a minute, suits forked work horses that heartbeat while working.
+        """
+        return int(job.timeout) + self.abandoned_grace_seconds
