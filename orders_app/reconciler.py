@@ -2,19 +2,21 @@
 
 PostgreSQL is the source of truth; Redis (RQ's queues and registries) is not. A Redis restart
 without persistence loses queued jobs, a worker killed mid-job leaves its job "started" forever,
-and a job that exhausted its retries sits in the failed registry. Every
-``RECONCILE_INTERVAL_SECONDS`` the relay's loop runs ``reconcile``: each order still unprocessed
-``RECONCILE_AFTER_SECONDS`` after it was created whose job is not queued, scheduled or running
-gets its job again, under the same unique id. A worker killed with SIGKILL takes its scheduler
-along: a retry scheduled so long ago counts as lost too.
+and a job that exhausted its retries sits in the failed registry. ``reconcile`` gives each
+order still unprocessed ``RECONCILE_AFTER_SECONDS`` after it was created whose job is not queued,
+scheduled or running its job again, under the same unique id. A worker killed with SIGKILL takes
+its scheduler along: a retry scheduled so long ago counts as lost too.
 
-Several relays may run it at once: a transaction-scoped PostgreSQL advisory lock lets one of them
-reconcile at a time and the others skip that round.
+``flask relay`` runs ``reconcile_round`` between its batches every ``RECONCILE_INTERVAL_SECONDS``;
+``flask reconcile`` runs ``reconcile`` once. Several relays may run it at once: a
+transaction-scoped PostgreSQL advisory lock lets one of them reconcile at a time and the others
+skip that round.
 """
 
 import logging
 from datetime import UTC, datetime, timedelta
 
+import redis
 from flask import current_app
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import JobStatus
@@ -55,6 +57,15 @@ def reconcile():
         )
     finally:
         db.session.rollback()  # reads only; ends the transaction and releases the lock
+
+
+def reconcile_round():
+    """``reconcile`` as a periodic task: Redis being down skips the round (logged), and the loop
+    that runs it goes on with its own work. Needs an app context."""
+    try:
+        reconcile()
+    except redis.RedisError as error:
+        log.warning("Reconciler skipped a round, Redis is unavailable: %s", error)
 
 
 def _overdue_order_pages():

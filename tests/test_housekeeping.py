@@ -1,12 +1,12 @@
 """Housekeeping: published outbox events past their retention and expired idempotency keys are
-purged, in batches, by the relay's loop and by ``flask purge``."""
+purged, in batches, by ``flask relay`` between its batches and by ``flask purge``."""
 
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from orders_app.events.relay import Relay
+from orders_app.cli import relay_with_periodic_tasks
 from orders_app.extensions import db
 from orders_app.housekeeping import BATCH_SIZE, purge
 from orders_app.models import IdempotencyKey, OutboxEvent
@@ -109,7 +109,7 @@ def test_the_relay_purges_periodically(app, client, alice):
     place_order(client, alice["headers"], **{"Idempotency-Key": "old"})
     age_keys(app, alice["user"]["id"], {"old": 26})
     add_published_events(app, 1, hours_ago=RETENTION_HOURS + 1)
-    with running(Relay, HOUSEKEEPING_INTERVAL_SECONDS=0.2, RELAY_SWEEP_SECONDS=0.1):
+    with running(relay_with_periodic_tasks, HOUSEKEEPING_INTERVAL_SECONDS=0.2, RELAY_SWEEP_SECONDS=0.1):
         wait_for(lambda: key_names(app) == [], message="the expired key purged")
         wait_for(lambda: RETENTION_HOURS + 1 not in events_by_age(app), message="the old event purged")
         add_published_events(app, 1, hours_ago=RETENTION_HOURS + 1)  # and again, next round

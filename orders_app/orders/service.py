@@ -7,7 +7,6 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 
 from psycopg2.errors import ForeignKeyViolation
@@ -19,11 +18,9 @@ from ..errors import ServiceError, UserGone
 from ..events.outbox import add_new_order_event
 from ..extensions import db
 from ..metrics import ORDERS_CREATED
-from ..models import IdempotencyKey, Order, OrderStatus
+from ..models import IDEMPOTENCY_WINDOW, IdempotencyKey, Order, OrderStatus
 from ..money import MAX_AMOUNT
 from . import cache
-
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 NEXT_STATUSES = {
     OrderStatus.PENDING: (OrderStatus.PAID, OrderStatus.CANCELED),
