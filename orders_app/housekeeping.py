@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000  # rows: a short transaction, few locks
 # A round purges at most this many batches of each table, then hands the process back to its own
-# work (the relay publishing): 50,000 rows a minute, well above the rate orders can be created at.
+# work (the relay publishing): 50,000 rows a round (a minute by default), well above the rate
+# orders can be created at.
 ROUND_BATCHES = 50
 KEY_RETENTION = IDEMPOTENCY_WINDOW + timedelta(hours=1)
 
