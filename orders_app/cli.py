@@ -194,8 +194,11 @@ def relay_with_periodic_tasks(stop=None):
 @click.command("relay")
 @with_appcontext
 def relay():
-    """Publish outbox events to RabbitMQ until SIGTERM/SIGINT; between batches, reconcile every
-    RECONCILE_INTERVAL_SECONDS and purge every HOUSEKEEPING_INTERVAL_SECONDS."""
+    """Publish outbox events, reconcile, purge.
+
+    Publishes outbox events to RabbitMQ until SIGTERM/SIGINT; between batches, reconciles every
+    RECONCILE_INTERVAL_SECONDS and purges every HOUSEKEEPING_INTERVAL_SECONDS.
+    """
     serve_process_metrics(current_app.config)
     tracing.setup("orders-relay")
     outbox_relay = relay_with_periodic_tasks()
