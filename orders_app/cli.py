@@ -12,7 +12,7 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from . import housekeeping, tracing
+from . import housekeeping, reconciler, tracing
 from .auth.passwords import hash_password
 from .auth.schemas import LowerCaseEmail, RegisterSchema
 from .config import web_connections, web_workers
@@ -20,9 +20,9 @@ from .database import create_database_if_missing
 from .events.relay import Relay
 from .extensions import db
 from .health_routes import check_rabbitmq, check_redis
+from .lifecycle import PeriodicTask
 from .metrics import serve_process_metrics
 from .models import User
-from .reconciler import reconcile as reconcile_orders
 from .worker import run_worker
 
 HOW_TO_START = {
@@ -160,7 +160,7 @@ def set_admin(email, revoke):
 @with_appcontext
 def purge():
     """Delete published outbox events past their retention and expired idempotency keys, now
-    (the relay does it periodically)."""
+    (flask relay does it every HOUSEKEEPING_INTERVAL_SECONDS)."""
     deleted = housekeeping.purge()
     click.echo(
         f"Deleted {deleted['outbox_events']} published outbox events "
@@ -171,20 +171,37 @@ def purge():
 @click.command("reconcile")
 @with_appcontext
 def reconcile():
-    """Give overdue unprocessed orders their job again, once (the relay does it periodically)."""
-    repaired = reconcile_orders()
+    """Give overdue unprocessed orders their job again, once (flask relay does it every
+    RECONCILE_INTERVAL_SECONDS)."""
+    repaired = reconciler.reconcile()
     if repaired is None:
         raise click.ClickException("Another process is reconciling right now; try again shortly")
     click.echo(f"Gave {repaired} orders their job again")
 
 
+def relay_with_periodic_tasks(stop=None):
+    """The relay as ``flask relay`` runs it: publishing, and between batches the reconciler and
+    housekeeping, the periodic work every deployment needs, in the one process every deployment
+    runs. Needs an app context."""
+    config = current_app.config
+    periodic = [
+        PeriodicTask("reconciler", config["RECONCILE_INTERVAL_SECONDS"], reconciler.reconcile_round),
+        PeriodicTask("housekeeping", config["HOUSEKEEPING_INTERVAL_SECONDS"], housekeeping.purge_round),
+    ]
+    return Relay(stop, periodic)
+
+
 @click.command("relay")
 @with_appcontext
 def relay():
-    """Publish outbox events to RabbitMQ until SIGTERM/SIGINT."""
+    """Publish outbox events, reconcile, purge.
+
+    Publishes outbox events to RabbitMQ until SIGTERM/SIGINT; between batches, reconciles every
+    RECONCILE_INTERVAL_SECONDS and purges every HOUSEKEEPING_INTERVAL_SECONDS.
+    """
     serve_process_metrics(current_app.config)
     tracing.setup("orders-relay")
-    outbox_relay = Relay()
+    outbox_relay = relay_with_periodic_tasks()
     outbox_relay.stop.install()
     outbox_relay.run()
 

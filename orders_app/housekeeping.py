@@ -5,11 +5,12 @@
 - Idempotency keys an hour past their 24-hour window. The hour keeps a request that has just
   found its key alive from finding it gone when it reads it again to replay it.
 
-The relay's loop calls ``purge`` every ``HOUSEKEEPING_INTERVAL_SECONDS``, as it runs the
-reconciler; ``flask purge`` calls it by hand. Rows go in batches of ``BATCH_SIZE``, each batch a
-transaction of its own claimed with ``FOR UPDATE SKIP LOCKED``: a backlog never holds many locks
-or a long transaction, and several relays purging at once share the rows instead of waiting on
-one another.
+``flask relay`` runs ``purge_round`` between its batches every ``HOUSEKEEPING_INTERVAL_SECONDS``,
+as it runs the reconciler; ``flask purge`` calls ``purge`` by hand. Rows go in batches of
+``BATCH_SIZE``, each batch a transaction of its own claimed with ``FOR UPDATE SKIP LOCKED``: a
+backlog never holds many locks or a long transaction, and several relays purging at once share
+the rows instead of waiting on one another (the time a batch and a round take:
+docs/performance.md, "Housekeeping").
 """
 
 import logging
@@ -19,14 +20,14 @@ from flask import current_app
 from sqlalchemy import delete, func, select, tuple_
 
 from .extensions import db
-from .models import IdempotencyKey, OutboxEvent
-from .orders.service import IDEMPOTENCY_WINDOW
+from .models import IDEMPOTENCY_WINDOW, IdempotencyKey, OutboxEvent
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000  # ~5 ms to delete, measured
-# The relay purges at most this many batches of each table per round (~0.3 s), then goes back to
-# publishing: 50,000 rows a minute, well above the rate orders can be created at.
+BATCH_SIZE = 1000  # rows: a short transaction, few locks
+# A round purges at most this many batches of each table, then hands the process back to its own
+# work (the relay publishing): 50,000 rows a round (a minute by default), well above the rate
+# orders can be created at.
 ROUND_BATCHES = 50
 KEY_RETENTION = IDEMPOTENCY_WINDOW + timedelta(hours=1)
 
@@ -54,6 +55,12 @@ def purge(max_batches=None):
             deleted["idempotency_keys"],
         )
     return deleted
+
+
+def purge_round():
+    """``purge`` as a periodic task: at most ``ROUND_BATCHES`` batches of each table; a backlog
+    goes over the next rounds. Needs an app context."""
+    purge(max_batches=ROUND_BATCHES)
 
 
 def _delete_in_batches(model, expired, max_batches):

@@ -1,4 +1,5 @@
-"""What every long-running process needs: a graceful stop and patient reconnecting."""
+"""What every long-running process needs: a graceful stop, patient reconnecting, periodic tasks
+between its own work, a heartbeat."""
 
 import contextlib
 import logging
@@ -61,19 +62,23 @@ class Backoff:
         return delay * random.uniform(0.8, 1.2)
 
 
-class Every:
-    """``due()`` is true once per ``seconds`` (the first time at once): a periodic task in a loop."""
+class PeriodicTask:
+    """``run()`` every ``seconds``, the first time at once: work a process's loop does between its
+    own (``run_if_due``). ``run`` handles the failures that only skip its round; any other
+    exception goes up to the loop. ``name`` is what logs call it."""
 
-    def __init__(self, seconds):
-        self.seconds = seconds
+    def __init__(self, name, seconds, run):
+        self.name, self.seconds, self.run = name, seconds, run
         self._next = time.monotonic()
 
-    def due(self):
+    def run_if_due(self):
         now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + self.seconds
-        return True
+        if now >= self._next:
+            self._next = now + self.seconds
+            self.run()
+
+    def __str__(self):
+        return f"{self.name} every {self.seconds:g} s"
 
 
 class Heartbeat:

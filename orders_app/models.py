@@ -82,8 +82,14 @@ Index("ix_orders_user_id_created_at_id", Order.user_id, Order.created_at.desc(),
 Index("ix_orders_unprocessed", Order.created_at, Order.id, postgresql_where=Order.processed_at.is_(None))
 
 
+# A user's Idempotency-Key replays its order this long, then is free again (decision 0009); the
+# service reads it, and so does housekeeping, which deletes the key an hour later.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
 class IdempotencyKey(db.Model):
-    """The order a user's ``Idempotency-Key`` created, and a hash of the request that did."""
+    """The order a user's ``Idempotency-Key`` created, and a hash of the request that did (for
+    ``IDEMPOTENCY_WINDOW``)."""
 
     __tablename__ = "idempotency_keys"
 

@@ -2,24 +2,27 @@
 
 PostgreSQL is the source of truth; Redis (RQ's queues and registries) is not. A Redis restart
 without persistence loses queued jobs, a worker killed mid-job leaves its job "started" forever,
-and a job that exhausted its retries sits in the failed registry. Every
-``RECONCILE_INTERVAL_SECONDS`` the relay's loop runs ``reconcile``: each order still unprocessed
-``RECONCILE_AFTER_SECONDS`` after it was created whose job is not queued, scheduled or running
-gets its job again, under the same unique id. A worker killed with SIGKILL takes its scheduler
-along: a retry scheduled so long ago counts as lost too.
+and a job that exhausted its retries sits in the failed registry. ``reconcile`` gives each
+order still unprocessed ``RECONCILE_AFTER_SECONDS`` after it was created whose job is not queued,
+scheduled or running its job again, under the same unique id. A worker killed with SIGKILL takes
+its scheduler along: a retry scheduled so long ago counts as lost too.
 
-Several relays may run it at once: a transaction-scoped PostgreSQL advisory lock lets one of them
-reconcile at a time and the others skip that round.
+``flask relay`` runs ``reconcile_round`` between its batches every ``RECONCILE_INTERVAL_SECONDS``;
+``flask reconcile`` runs ``reconcile`` once. Several relays may run it at once: a
+transaction-scoped PostgreSQL advisory lock lets one of them reconcile at a time and the others
+skip that round.
 """
 
 import logging
 from datetime import UTC, datetime, timedelta
 
+import redis
 from flask import current_app
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import JobStatus
 from sqlalchemy import func, select, tuple_
 
+from .adapters.rq import delete_job
 from .extensions import db, queue_redis
 from .job_queue import enqueue_process_order, job_id, orders_queue
 from .log import log_context
@@ -57,6 +60,15 @@ def reconcile():
         db.session.rollback()  # reads only; ends the transaction and releases the lock
 
 
+def reconcile_round():
+    """``reconcile`` as a periodic task: Redis being down skips the round (logged), and the loop
+    that runs it goes on with its own work. Needs an app context."""
+    try:
+        reconcile()
+    except redis.RedisError as error:
+        log.warning("Reconciler skipped a round, Redis is unavailable: %s", error)
+
+
 def _overdue_order_pages():
     """Ids of orders unprocessed for ``RECONCILE_AFTER_SECONDS``, oldest first, a list of up to
     ``BATCH_SIZE`` at a time (keyset pagination on the ``ix_orders_unprocessed`` partial index)."""
@@ -87,7 +99,7 @@ def _repair(queue, order_id, job):
         return 0
     with log_context(order_id=str(order_id)):
         if job is not None:
-            _delete(job)  # finished, failed, stopped or canceled: a fresh run with fresh retries
+            delete_job(job)  # finished, failed, stopped or canceled: a fresh run with fresh retries
         try:
             enqueue_process_order(current_app.config, queue.connection, order_id, request_id=None)
         except DuplicateJobError:  # the consumer enqueued it meanwhile
@@ -99,17 +111,6 @@ def _repair(queue, order_id, job):
         )
     RECONCILED.inc()
     return 1
-
-
-def _delete(job):
-    """Delete ``job``. RQ reads each of its executions first, and raises ``ValueError`` for one whose
-    record expired in between (that of a worker that died or was paused mid-job): then the job's
-    index of executions goes first (their records expire by themselves)."""
-    try:
-        job.delete()
-    except ValueError:
-        job.connection.delete(job.execution_registry.key)
-        job.delete()
 
 
 def _retry_stalled(queue, job):

@@ -1,36 +1,23 @@
 """Housekeeping: published outbox events past their retention and expired idempotency keys are
-purged, in batches, by the relay's loop and by ``flask purge``."""
+purged, in batches, by ``flask relay`` between its batches and by ``flask purge``."""
 
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from orders_app.events.relay import Relay
+from orders_app.cli import relay_with_periodic_tasks
 from orders_app.extensions import db
 from orders_app.housekeeping import BATCH_SIZE, purge
 from orders_app.models import IdempotencyKey, OutboxEvent
 
 from support.client import place_order
 from support.commands import running
+from support.database import add_published_events
 from support.polling import wait_for
 from support.settings import TEST_DATABASE_URL
 
 RETENTION_HOURS = 72  # the default
-
-
-def add_events(app, count, published_hours_ago):
-    """``count`` events published that long ago (``None``: not published, created 100 hours ago)."""
-    with app.app_context():
-        db.session.execute(
-            text(
-                "INSERT INTO outbox_events (id, event_type, payload, created_at, published_at) "
-                "SELECT gen_random_uuid(), 'new_order', '{}', now() - interval '100 hours', "
-                "now() - make_interval(hours => :hours) FROM generate_series(1, :count)"
-            ),
-            {"count": count, "hours": published_hours_ago},
-        )
-        db.session.commit()
 
 
 def events_by_age(app):
@@ -63,15 +50,15 @@ def run_purge(app, **options):
 
 
 def test_published_events_past_their_retention_are_purged_and_the_rest_kept(app):
-    add_events(app, 3, published_hours_ago=RETENTION_HOURS + 1)
-    add_events(app, 2, published_hours_ago=RETENTION_HOURS - 1)
-    add_events(app, 1, published_hours_ago=None)  # old, but never published: the relay's work
+    add_published_events(app, 3, hours_ago=RETENTION_HOURS + 1)
+    add_published_events(app, 2, hours_ago=RETENTION_HOURS - 1)
+    add_published_events(app, 1, hours_ago=None)  # old, but never published: the relay's work
     assert run_purge(app)["outbox_events"] == 3
     assert events_by_age(app) == {RETENTION_HOURS - 1: 2, None: 1}
 
 
 def test_the_retention_is_a_setting(app):
-    add_events(app, 2, published_hours_ago=2)
+    add_published_events(app, 2, hours_ago=2)
     app.config["OUTBOX_RETENTION_HOURS"] = 1
     assert run_purge(app)["outbox_events"] == 2
 
@@ -85,7 +72,7 @@ def test_idempotency_keys_go_an_hour_after_their_24_hour_window(app, client, ali
 
 
 def test_a_backlog_goes_in_batches_and_a_round_can_be_bounded(app):
-    add_events(app, 2 * BATCH_SIZE + 10, published_hours_ago=RETENTION_HOURS + 1)
+    add_published_events(app, 2 * BATCH_SIZE + 10, hours_ago=RETENTION_HOURS + 1)
     assert run_purge(app, max_batches=2)["outbox_events"] == 2 * BATCH_SIZE
     assert run_purge(app, max_batches=2)["outbox_events"] == 10
     assert events_by_age(app) == {}
@@ -93,7 +80,7 @@ def test_a_backlog_goes_in_batches_and_a_round_can_be_bounded(app):
 
 def test_rows_another_purge_holds_are_skipped_not_waited_for(app):
     """Several relays purge at once: each takes rows the others have not locked."""
-    add_events(app, 5, published_hours_ago=RETENTION_HOURS + 1)
+    add_published_events(app, 5, hours_ago=RETENTION_HOURS + 1)
     engine = create_engine(TEST_DATABASE_URL)
     with engine.connect() as other, ThreadPoolExecutor(1) as pool:
         other.execute(text("SELECT id FROM outbox_events ORDER BY id LIMIT 2 FOR UPDATE"))
@@ -121,11 +108,11 @@ def test_the_purge_queries_use_their_indexes(app):
 def test_the_relay_purges_periodically(app, client, alice):
     place_order(client, alice["headers"], **{"Idempotency-Key": "old"})
     age_keys(app, alice["user"]["id"], {"old": 26})
-    add_events(app, 1, published_hours_ago=RETENTION_HOURS + 1)
-    with running(Relay, HOUSEKEEPING_INTERVAL_SECONDS=0.2, RELAY_SWEEP_SECONDS=0.1):
+    add_published_events(app, 1, hours_ago=RETENTION_HOURS + 1)
+    with running(relay_with_periodic_tasks, HOUSEKEEPING_INTERVAL_SECONDS=0.2, RELAY_SWEEP_SECONDS=0.1):
         wait_for(lambda: key_names(app) == [], message="the expired key purged")
         wait_for(lambda: RETENTION_HOURS + 1 not in events_by_age(app), message="the old event purged")
-        add_events(app, 1, published_hours_ago=RETENTION_HOURS + 1)  # and again, next round
+        add_published_events(app, 1, hours_ago=RETENTION_HOURS + 1)  # and again, next round
         wait_for(lambda: RETENTION_HOURS + 1 not in events_by_age(app), message="the next one purged")
     assert events_by_age(app) == {0: 1}  # the order's own event, published just now, stays
 
@@ -133,7 +120,7 @@ def test_the_relay_purges_periodically(app, client, alice):
 def test_flask_purge_purges_now(app, client, alice):
     place_order(client, alice["headers"], **{"Idempotency-Key": "old"})
     age_keys(app, alice["user"]["id"], {"old": 26})
-    add_events(app, 2, published_hours_ago=RETENTION_HOURS + 1)
+    add_published_events(app, 2, hours_ago=RETENTION_HOURS + 1)
     result = app.test_cli_runner().invoke(args=["purge"])
     assert result.exit_code == 0, result.output
     assert "Deleted 2 published outbox events and 1 expired idempotency keys" in result.output

@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, select, text
 
 from orders_app import reconciler
-from orders_app.events.relay import Relay
+from orders_app.cli import relay_with_periodic_tasks
 from orders_app.extensions import db
 from orders_app.job_queue import enqueue_process_order, job_id
 from orders_app.models import Order
@@ -184,7 +184,8 @@ def test_the_overdue_query_is_served_by_the_partial_index(reconciler_app):
 
 def test_the_relay_reconciles_periodically(database, client, alice, rq_redis):
     order = place_order(client, alice["headers"])
-    with running(Relay, RECONCILE_INTERVAL_SECONDS=0.2, RELAY_SWEEP_SECONDS=0.1, **OVERDUE_AT_ONCE):
+    settings = {"RECONCILE_INTERVAL_SECONDS": 0.2, "RELAY_SWEEP_SECONDS": 0.1, **OVERDUE_AT_ONCE}
+    with running(relay_with_periodic_tasks, **settings):
         wait_for(lambda: job_status(rq_redis, order["id"]), message="the reconciled job")
         Job.fetch(job_id(order["id"]), connection=rq_redis, serializer=JSONSerializer).delete()  # lost again
         wait_for(lambda: job_status(rq_redis, order["id"]), message="the job given once more")
@@ -193,10 +194,14 @@ def test_the_relay_reconciles_periodically(database, client, alice, rq_redis):
 def test_the_relay_keeps_publishing_while_the_reconciler_cannot_reach_redis(
     database, client, alice, broker, topology, caplog
 ):
-    with running(Relay, REDIS_URL=closed_port_url("redis", "/0"), RECONCILE_INTERVAL_SECONDS=0.1):
-        wait_for(lambda: "Reconciler skipped a round" in caplog.text, message="a skipped round")
+    """Redis down skips the reconciler's round, round after round, and nothing else: the relay
+    neither stops nor reconnects."""
+    unreachable = {"REDIS_URL": closed_port_url("redis", "/0"), "RECONCILE_INTERVAL_SECONDS": 0.1}
+    with running(relay_with_periodic_tasks, RELAY_SWEEP_SECONDS=0.1, **unreachable):
+        wait_for(lambda: caplog.text.count("Reconciler skipped a round") >= 2, message="two skipped rounds")
         place_order(client, alice["headers"])
         wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the event published")
+    assert "Relay cannot reach a dependency" not in caplog.text
 
 
 @pytest.mark.system

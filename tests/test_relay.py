@@ -5,17 +5,18 @@ import signal
 
 import pytest
 from pika.exceptions import UnroutableError
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from orders_app.events.relay import Relay
 from orders_app.events.topology import connect
 from orders_app.extensions import db
+from orders_app.lifecycle import PeriodicTask
 from orders_app.models import OutboxEvent
 
 from support.broker import drain, ready_count
 from support.client import place_order
 from support.commands import RELAY, running, start_process
-from support.database import add_outbox_rows, unpublished
+from support.database import add_outbox_rows, add_published_events, unpublished
 from support.network import TcpProxy, closed_port_url
 from support.polling import wait_for
 from support.settings import TEST_RABBITMQ_URL, make_app
@@ -82,6 +83,32 @@ def test_the_timer_sweep_publishes_an_event_whose_notification_was_missed(app, b
         wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the first sweep")
         add_outbox_rows(app, 1)
         wait_for(lambda: ready_count(broker, topology.queue) == 2, timeout=5, message="the swept event")
+
+
+def test_between_batches_the_relay_runs_the_tasks_it_is_handed_and_only_those(
+    app, client, alice, broker, topology, rq_redis, caplog
+):
+    """Each task runs at once, then again whenever its period is up. ``flask relay`` hands it the
+    reconciler and housekeeping (test_reconciler, test_housekeeping); handed other tasks, it runs
+    neither, however overdue their work."""
+    place_order(client, alice["headers"])  # no job: the reconciler would give it one at once
+    add_published_events(app, 1, hours_ago=1000)  # housekeeping would purge it at once
+    runs = []
+    often = PeriodicTask("often", 0.05, lambda: runs.append("often"))
+    hourly = PeriodicTask("hourly", 3600, lambda: runs.append("hourly"))
+
+    def relay(stop):
+        return Relay(stop, periodic=[often, hourly])
+
+    settings = {"RECONCILE_AFTER_SECONDS": 0, "RECONCILE_INTERVAL_SECONDS": 0.05}
+    with running(relay, RELAY_SWEEP_SECONDS=0.05, HOUSEKEEPING_INTERVAL_SECONDS=0.05, **settings):
+        wait_for(lambda: runs.count("often") >= 3, message="the frequent task, round after round")
+        wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the order's event")
+    assert runs.count("hourly") == 1
+    assert "between batches: often every 0.05 s, hourly every 3600 s" in caplog.text
+    assert rq_redis.keys("rq:job:*") == []  # nothing reconciled
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 2  # nothing purged
 
 
 def test_orders_are_accepted_while_the_broker_is_down_and_published_once_it_is_back(

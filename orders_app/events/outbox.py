@@ -17,7 +17,7 @@ from .topology import NEW_ORDER
 NOTIFY_CHANNEL = "outbox"
 
 # An event and the NOTIFY that wakes the relay when it commits: one statement, one round trip.
-# Built once (a statement is costly to build per request); executed with each event's values.
+# Built once (docs/architecture.md, "Conventions"), executed with each event's values.
 _INSERT_EVENT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(
     insert(OutboxEvent.__table__)
     .values(

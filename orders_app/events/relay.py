@@ -6,10 +6,9 @@ so several relays share the work without doing any twice, and an event is marked
 only after the broker confirmed it. Delivery is at least once: a crash between the confirm and
 the commit publishes that event again, and the consumer side is idempotent.
 
-The relay's loop also runs the reconciler (``orders_app.reconciler``) every
-``RECONCILE_INTERVAL_SECONDS`` and housekeeping's purges (``orders_app.housekeeping``) every
-``HOUSEKEEPING_INTERVAL_SECONDS``: it is the one process every deployment runs that talks to
-PostgreSQL on a timer.
+Between batches the loop runs the periodic tasks it is handed (``lifecycle.PeriodicTask``), and
+knows nothing else of them: ``flask relay`` (``orders_app.cli``) hands it the reconciler and
+housekeeping.
 
 Traced (``orders_app.tracing``), a batch is a span of its own, linked to the trace of each event
 in it, and each publish continues the trace of the request that wrote its event, linked to its
@@ -22,7 +21,6 @@ from contextlib import closing
 
 import pika
 import psycopg2
-import redis
 from flask import current_app
 from opentelemetry.trace import SpanKind
 from pika.exceptions import AMQPError
@@ -30,20 +28,19 @@ from psycopg2 import sql
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import housekeeping, tracing
+from .. import tracing
 from ..extensions import db
-from ..lifecycle import Backoff, Every, GracefulStop, Heartbeat, keep_serving
+from ..lifecycle import Backoff, GracefulStop, Heartbeat, keep_serving
 from ..log import log_context
 from ..metrics import EVENTS_PUBLISHED
 from ..models import OutboxEvent
-from ..reconciler import reconcile
 from .outbox import NOTIFY_CHANNEL
 from .topology import Topology, connect
 
 log = logging.getLogger(__name__)
 
-# Built once: a batch of pending events (plain rows, oldest first, locked), and one UPDATE marking
-# those the broker confirmed (instead of one per event, flushed by the ORM).
+# Built once (docs/architecture.md, "Conventions"): a batch of pending events (plain rows, oldest
+# first, locked), and one UPDATE marking those the broker confirmed (not one per event, by the ORM).
 _CLAIM_PENDING = (
     select(OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.payload, OutboxEvent.trace_context)
     .where(OutboxEvent.published_at.is_(None))
@@ -59,7 +56,9 @@ _MARK_PUBLISHED = (
 
 
 class Relay:
-    def __init__(self, stop=None):
+    """Publishes the outbox; between batches, runs each of ``periodic`` (``PeriodicTask``) when due."""
+
+    def __init__(self, stop=None, periodic=()):
         config = current_app.config
         self.config = config
         self.topology = Topology.from_config(config)
@@ -68,8 +67,7 @@ class Relay:
         self.stop = stop or GracefulStop()
         self.backoff = Backoff(maximum=config["RECONNECT_MAX_SECONDS"])
         self.heartbeat = Heartbeat(config["HEARTBEAT_FILE"])
-        self.reconciling = Every(config["RECONCILE_INTERVAL_SECONDS"])
-        self.housekeeping = Every(config["HOUSEKEEPING_INTERVAL_SECONDS"])
+        self.periodic = list(periodic)
 
     def run(self):
         """Publish until stopped; ride out outages of PostgreSQL and RabbitMQ. Needs an app context."""
@@ -88,27 +86,21 @@ class Relay:
             channel.confirm_delivery()
             self.topology.declare(channel)
             self.backoff.reset()
-            log.info("Relay publishing to exchange %s", self.topology.exchange)
+            log.info(
+                "Relay publishing to exchange %s; between batches: %s",
+                self.topology.exchange,
+                ", ".join(map(str, self.periodic)) or "nothing else",
+            )
             while not self.stop.requested:
                 self.heartbeat.beat()
                 while self.publish_batch(channel) == self.batch_size and not self.stop.requested:
                     pass
-                if self.reconciling.due():
-                    self._reconcile()
-                if self.housekeeping.due():
-                    housekeeping.purge(max_batches=housekeeping.ROUND_BATCHES)
+                for task in self.periodic:
+                    task.run_if_due()
                 if self.stop.wait(self.sweep_seconds, listener):
                     listener.poll()
                     listener.notifies.clear()
                 connection.process_data_events()  # answer the broker's heartbeats
-
-    @staticmethod
-    def _reconcile():
-        """Run the reconciler; Redis being down skips a round and never stops the publishing."""
-        try:
-            reconcile()
-        except redis.RedisError as error:
-            log.warning("Reconciler skipped a round, Redis is unavailable: %s", error)
 
     def _listen(self):
         """A dedicated autocommit PostgreSQL session that receives the outbox notifications."""

@@ -2,14 +2,13 @@
 
 Free of HTTP: callers pass a ``Viewer`` and get every order back in one shape, the API's
 ``OrderData`` (what the cache stores too), or a ``ServiceError``. The hot paths run statements
-built once (see docs/architecture.md, Conventions) and read plain rows, not models.
+built once (docs/architecture.md, "Conventions") and read plain rows, not models.
 """
 
 import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 
 from psycopg2.errors import ForeignKeyViolation
@@ -21,12 +20,10 @@ from ..errors import ServiceError, UserGone
 from ..events.outbox import add_new_order_event
 from ..extensions import db
 from ..metrics import ORDERS_CREATED
-from ..models import IdempotencyKey, Order, OrderStatus
+from ..models import IDEMPOTENCY_WINDOW, IdempotencyKey, Order, OrderStatus
 from ..money import MAX_AMOUNT
 from . import cache
 from .schemas import order_data
-
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 NEXT_STATUSES = {
     OrderStatus.PENDING: (OrderStatus.PAID, OrderStatus.CANCELED),

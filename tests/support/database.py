@@ -28,6 +28,21 @@ def add_outbox_rows(app, count):
         return {str(i) for i in db.session.scalars(select(OutboxEvent.id))}
 
 
+def add_published_events(app, count, hours_ago):
+    """``count`` events published ``hours_ago`` hours ago (``None``: not published, created 100
+    hours ago), written in one statement."""
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO outbox_events (id, event_type, payload, created_at, published_at) "
+                "SELECT gen_random_uuid(), 'new_order', '{}', now() - interval '100 hours', "
+                "now() - make_interval(hours => :hours) FROM generate_series(1, :count)"
+            ),
+            {"count": count, "hours": hours_ago},
+        )
+        db.session.commit()
+
+
 def blocked_by(connection):
     """How many sessions wait on a lock that ``connection``'s session holds (after a fresh
     statistics snapshot: within one transaction pg_stat_activity would stay the same)."""
