@@ -31,8 +31,8 @@ def delete_job(job):
 
 
 class Worker(SimpleWorker):
-    """An RQ worker running jobs in its own process (no fork per job: its database pool stays warm;
-    SIGTERM still lets the job in hand finish, and job timeouts still apply, as a signal).
+    """An RQ worker running jobs in its own process (no fork per job: its database pool stays warm,
+    docs/decisions/0024; SIGTERM still lets the job in hand finish, and job timeouts still apply).
 
     ``abandoned_grace_seconds``: how long after its timeout a started job counts as abandoned.
     """
