@@ -46,4 +46,4 @@ def process_order(order_id):
             ORDERS_PROCESSED.inc()
             print(f"Order {order_id} processed", flush=True)
         else:
-            log.info("Order %s was already processed at %s: nothing to do", order_id, order.processed_at)
+            log.info("Order %s was already processed at %s: nothing to do", order_id, order["processed_at"])

@@ -50,6 +50,8 @@ def test_a_repeated_run_changes_nothing(app, client, alice, rq_redis, capfd):
     ).delete()  # let the same job id run again
     enqueue(app, rq_redis, order["id"])
     run_jobs(app, rq_redis)
+    again = Job.fetch(job_id(order["id"]), connection=rq_redis, serializer=JSONSerializer)
+    assert again.get_status() == JobStatus.FINISHED  # it ran, found the order processed, and ended
     assert client.get(f"/orders/{order['id']}/", headers=alice["headers"]).json == first
     assert capfd.readouterr().out.count("processed") == 1
 
