@@ -2,9 +2,10 @@
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from cachetools import TTLCache
-from flask import current_app
+from flask import Flask, current_app
 from flask_jwt_extended import get_jwt, get_jwt_identity
 
 from ..errors import UserGone
@@ -22,7 +23,7 @@ class Viewer:
     user_id: int
     is_admin: bool = False
 
-    def may_see(self, owner_id):
+    def may_see(self, owner_id: int) -> bool:
         return self.is_admin or self.user_id == owner_id
 
 
@@ -45,12 +46,12 @@ def current_user() -> User:
     return user
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     app.extensions["known_users"] = TTLCache(KNOWN_USERS_MAX, ttl=app.config["USER_EXISTS_CACHE_SECONDS"])
     app.extensions["known_users_lock"] = threading.Lock()
 
 
-def token_user_exists(_header, claims):
+def token_user_exists(_header: dict[str, Any], claims: dict[str, Any]) -> int | None:
     """flask-jwt-extended's user lookup: a valid token whose user was deleted is refused (401)
     on every route. Returns the user id, or ``None`` when the user is gone.
 

@@ -6,41 +6,49 @@ at most ``PASSWORD_HASH_CONCURRENCY`` hashes (64 MiB each) run at once per proce
 """
 
 import sys
+from collections.abc import Callable
 from functools import lru_cache
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 
+if TYPE_CHECKING:
+    from gevent.lock import BoundedSemaphore
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
+
 
 @lru_cache
-def _hasher(time_cost, memory_cost):
+def _hasher(time_cost: int, memory_cost: int) -> PasswordHasher:
     return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost)
 
 
 @lru_cache
-def _dummy_hash(time_cost, memory_cost):
+def _dummy_hash(time_cost: int, memory_cost: int) -> str:
     """Verified against when the email is unknown, so both failures take the same time."""
     return _hasher(time_cost, memory_cost).hash("not-a-real-password")
 
 
-def _cost():
+def _cost() -> tuple[int, int]:
     return current_app.config["PASSWORD_HASH_TIME_COST"], current_app.config["PASSWORD_HASH_MEMORY_COST"]
 
 
-def _under_gevent():
+def _under_gevent() -> bool:
     monkey = sys.modules.get("gevent.monkey")
     return monkey is not None and monkey.is_module_patched("threading")
 
 
 @lru_cache
-def _hashing_slots(size):
+def _hashing_slots(size: int) -> "BoundedSemaphore":
     from gevent.lock import BoundedSemaphore
 
     return BoundedSemaphore(size)
 
 
-def _off_the_event_loop(function, *args):
+def _off_the_event_loop(function: Callable[[*Args], T], *args: *Args) -> T:
     """``function(*args)``, in gevent's thread pool when running under gevent."""
     if not _under_gevent():
         return function(*args)
@@ -58,7 +66,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     cost = _cost()
     hasher = _hasher(*cost)
 
-    def verify():  # the dummy hash, made once per process, is argon2 work too: off the loop
+    def verify() -> bool:  # the dummy hash, made once per process, is argon2 work too: off the loop
         return hasher.verify(password_hash or _dummy_hash(*cost), password)
 
     try:

@@ -1,9 +1,11 @@
 """Auth endpoints: register, OAuth2 password-flow token, refresh, logout, current user."""
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 import redis
-from flask import request
+from flask import Response, request
 from flask_jwt_extended import get_jwt
 from flask_smorest import abort
 from sqlalchemy import select
@@ -20,6 +22,7 @@ from .identity import current_user
 from .schemas import (
     LogoutSchema,
     RegisterSchema,
+    TokenData,
     TokenRequestSchema,
     TokenSchema,
     UserSchema,
@@ -32,7 +35,7 @@ NEVER_STORED = {"auth.issue_token", "auth.refresh_token"}
 
 
 @blp.after_request
-def never_store_tokens(response):
+def never_store_tokens(response: Response) -> Response:
     if request.endpoint in NEVER_STORED:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
@@ -43,10 +46,10 @@ UNREADABLE_LOGIN_KEY = "username:unreadable"  # a body /token cannot read either
 
 
 @never_raises(fallback=lambda: UNREADABLE_LOGIN_KEY)
-def login_username_key():
+def login_username_key() -> str:
     """The account a login tries (read as ``/token`` reads it), hashed into a short rate-limit key."""
     data = request.form or request.get_json(silent=True)
-    username = data.get("username") if hasattr(data, "get") else None
+    username = data.get("username") if isinstance(data, Mapping) else None
     account = normalise_username(username) if isinstance(username, str) else ""
     return "username:" + hashlib.sha256(account.encode(errors="surrogatepass")).hexdigest()
 
@@ -56,7 +59,7 @@ def login_username_key():
 @blp.arguments(RegisterSchema)
 @blp.response(201, UserSchema)
 @blp.error(409, "The email is already registered")
-def register(data):
+def register(data: dict[str, Any]) -> User:
     user = User(email=data["email"], password_hash=passwords.hash_password(data["password"]))
     db.session.add(user)
     try:
@@ -76,11 +79,12 @@ def register(data):
 @blp.arguments(TokenRequestSchema, location="json_or_form")
 @blp.response(200, TokenSchema)
 @blp.error(401, "Wrong email or password")
-def issue_token(data):
+def issue_token(data: dict[str, Any]) -> TokenData:
     """Log in (OAuth2 password flow). Takes a form, or JSON with the same fields."""
     user = db.session.scalar(select(User).where(User.email == data["username"]))
-    if not passwords.verify_password(user and user.password_hash, data["password"]):
+    if not passwords.verify_password(None if user is None else user.password_hash, data["password"]):
         abort(401, message="Wrong email or password", headers=BEARER_CHALLENGE)
+    assert user is not None, "no password verifies without a user"
     give_back(login_username_key)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(data["password"])
@@ -92,7 +96,7 @@ def issue_token(data):
 @blp.auth_required(refresh=True)
 @blp.response(200, TokenSchema)
 @blp.error(503, "The blocklist is unavailable; the refresh token cannot be rotated")
-def refresh_token():
+def refresh_token() -> TokenData:
     """A new token pair for a refresh token (sent as the Bearer token).
 
     Each refresh token works once. Presenting a used one again revokes every refresh token
@@ -116,7 +120,7 @@ def refresh_token():
 @blp.arguments(LogoutSchema, location="json_or_form", required=False)
 @blp.response(204)
 @blp.error(503, "The blocklist is unavailable; the token was not revoked")
-def logout(data):
+def logout(data: dict[str, Any]) -> None:
     """Revoke the access token used for this request and, when sent, the refresh token too."""
     try:
         tokens.revoke(get_jwt())
@@ -129,5 +133,5 @@ def logout(data):
 @blp.route("/users/me", methods=["GET"])
 @blp.auth_required()
 @blp.response(200, UserSchema)
-def me():
+def me() -> User:
     return current_user()

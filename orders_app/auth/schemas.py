@@ -1,5 +1,8 @@
 """Auth request and response bodies."""
 
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
 from flask_jwt_extended import decode_token, get_jwt_identity
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
@@ -16,7 +19,7 @@ MIN_PASSWORD_SCORE = 3
 PASSWORD_CHARACTERS_JUDGED = 40
 
 
-def guessable_password_problem(password, email):
+def guessable_password_problem(password: str, email: str | None) -> str | None:
     """Why ``password`` is too easy to guess (common, a word, a pattern, the email), or None."""
     estimate = zxcvbn(password[:PASSWORD_CHARACTERS_JUDGED], user_inputs=[email] if email else [])
     if estimate["score"] >= MIN_PASSWORD_SCORE:
@@ -34,10 +37,12 @@ def normalise_username(username: str) -> str:
 class LowerCaseEmail(fields.Email):
     """An email address, validated, compared and stored lower-case."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(validate=validate.Length(max=254), **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str:
         return super()._deserialize(value, attr, data, **kwargs).lower()
 
 
@@ -51,7 +56,7 @@ class RegisterSchema(Schema):
     )
 
     @validates_schema(skip_on_field_errors=True)
-    def refuse_guessable_passwords(self, data, **_kwargs):
+    def refuse_guessable_passwords(self, data: dict[str, Any], **_kwargs: Any) -> None:
         problem = guessable_password_problem(data["password"], data["email"])
         if problem:
             raise ValidationError(problem, field_name="password")
@@ -74,7 +79,7 @@ class TokenRequestSchema(Schema):
     client_secret = fields.String()
 
     @post_load
-    def normalise(self, data, **_kwargs):
+    def normalise(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
         data["username"] = normalise_username(data["username"])
         return data
 
@@ -86,10 +91,22 @@ class TokenSchema(Schema):
     refresh_token = fields.String(required=True, metadata={"description": "Works once: use the new one"})
 
 
+class TokenData(TypedDict):
+    """The token response as ``tokens.issue_tokens`` makes it: ``TokenSchema``'s fields."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+
+
 class RefreshToken(fields.String):
     """A refresh token this service issued to the caller, read as its claims (expired ones too)."""
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    # A string on the wire, read into the token's claims: not the ``str`` of ``fields.String``.
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> dict[str, Any]:
         token = super()._deserialize(value, attr, data, **kwargs)
         try:
             claims = decode_token(token, allow_expired=True)

@@ -13,15 +13,17 @@ on, not when it expires (``is_revoked`` reads the counter in the blocklist's rou
 import logging
 import uuid
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import redis
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
-from sqlalchemy import event, inspect, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy import Connection, event, inspect, select
+from sqlalchemy.orm import Mapper, Session, object_session
 
 from ..extensions import cache_redis, db
 from ..models import User
+from .schemas import TokenData
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +34,30 @@ VERSION_CLAIM = "ver"
 CHANGED_USERS = "users_whose_tokens_end"
 
 
-def _blocklist_key(jti):
+def _blocklist_key(jti: str) -> str:
     return f"jwt:revoked:{jti}"
 
 
-def _family_key(family):
+def _family_key(family: str) -> str:
     return f"jwt:revoked-family:{family}"
 
 
-def _version_key(user_id):
+def _version_key(user_id: int | str) -> str:
     return f"jwt:user-version:{user_id}"
 
 
-def _user_version(user_id):
+def _user_version(user_id: int) -> int:
     """The user's current version; 0 while Redis is down (a token issued then is refused once
     Redis is back if the user's version is higher: log in again)."""
     try:
-        return int(cache_redis.client.get(_version_key(user_id)) or 0)
+        version = cast(str | None, cache_redis.client.get(_version_key(user_id)))
+        return int(version or 0)
     except redis.RedisError:
         log.warning("User versions unavailable (Redis down): issuing tokens of version 0")
         return 0
 
 
-def issue_tokens(user, rotated=None):
+def issue_tokens(user: User, rotated: dict[str, Any] | None = None) -> TokenData:
     """The OAuth2 token response body for ``user``; the refresh token carries on the family of
     ``rotated`` (the claims of the refresh token it replaces), or starts one."""
     config = current_app.config
@@ -77,24 +80,25 @@ def issue_tokens(user, rotated=None):
     }
 
 
-def family_expired(payload):
+def family_expired(payload: dict[str, Any]) -> bool:
     """Whether the login that started this refresh token's family is older than
     ``JWT_REFRESH_FAMILY_MAX_DAYS``: rotation stops there, however often it happened."""
-    max_age = current_app.config["JWT_REFRESH_FAMILY_MAX_DAYS"] * 24 * 3600
+    max_age: int = current_app.config["JWT_REFRESH_FAMILY_MAX_DAYS"] * 24 * 3600
     return _now() - _login_time(payload) > max_age
 
 
-def _login_time(payload):
+def _login_time(payload: dict[str, Any]) -> int:
     """A refresh token's login time; one issued before the claim existed counts from its own issue."""
-    return payload.get(LOGIN_TIME_CLAIM, payload["iat"])
+    login_time: int = payload.get(LOGIN_TIME_CLAIM, payload["iat"])
+    return login_time
 
 
-def revoke(payload):
+def revoke(payload: dict[str, Any]) -> None:
     """Blocklist a decoded token until it expires. Raises ``redis.RedisError`` if Redis is down."""
     cache_redis.client.set(_blocklist_key(payload["jti"]), 1, ex=_seconds_left(payload))
 
 
-def rotate(payload):
+def rotate(payload: dict[str, Any]) -> bool:
     """Revoke a refresh token as it is used: True the first time, False (and its family revoked) after.
 
     ``SET NX`` decides: of two requests racing with one token, exactly one wins.
@@ -106,18 +110,19 @@ def rotate(payload):
     return False
 
 
-def revoke_family(payload):
+def revoke_family(payload: dict[str, Any]) -> None:
     """Revoke every refresh token of ``payload``'s family, for as long as any of them can live."""
     lifetime = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
     cache_redis.client.set(_family_key(_family_of(payload)), 1, ex=int(lifetime.total_seconds()))
 
 
-def _family_of(payload):
+def _family_of(payload: dict[str, Any]) -> str:
     """A refresh token's family; a token issued before families existed is a family of its own."""
-    return payload.get(FAMILY_CLAIM) or payload["jti"]
+    family: str = payload.get(FAMILY_CLAIM) or payload["jti"]
+    return family
 
 
-def _replayed(payload):
+def _replayed(payload: dict[str, Any]) -> None:
     """Revoke the family of a used refresh token presented again. The caller refuses the token
     whether or not Redis takes this write, so a failed write is logged, not raised."""
     try:
@@ -132,7 +137,7 @@ def _replayed(payload):
     log.warning("A used refresh token of user %s was presented again: its family is revoked", payload["sub"])
 
 
-def is_revoked(_header, payload):
+def is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
     """flask-jwt-extended's blocklist check; fails open while Redis is down (a documented trade-off).
 
     A token is revoked when blocklisted, or when its user's version moved on (role changed, user
@@ -156,18 +161,24 @@ def is_revoked(_header, payload):
 
 
 @event.listens_for(User, "after_update")
-def _note_role_change(_mapper, _connection, user):
+def _note_role_change(_mapper: Mapper[User], _connection: Connection, user: User) -> None:
     if inspect(user).attrs.is_admin.history.has_changes():
-        object_session(user).info.setdefault(CHANGED_USERS, set()).add(user.id)
+        _note_changed(user)
 
 
 @event.listens_for(User, "after_delete")
-def _note_deletion(_mapper, _connection, user):
-    object_session(user).info.setdefault(CHANGED_USERS, set()).add(user.id)
+def _note_deletion(_mapper: Mapper[User], _connection: Connection, user: User) -> None:
+    _note_changed(user)
+
+
+def _note_changed(user: User) -> None:
+    session = object_session(user)
+    assert session is not None, "flushed, so in a session"
+    session.info.setdefault(CHANGED_USERS, set()).add(user.id)
 
 
 @event.listens_for(Session, "after_commit")
-def _end_changed_users_tokens(session):
+def _end_changed_users_tokens(session: Session) -> None:
     """Once committed, the tokens of users whose role changed or who were deleted stop working.
     Raises ``redis.RedisError`` if Redis is down: the change is kept, the tokens live on."""
     user_ids = session.info.pop(CHANGED_USERS, ())
@@ -179,13 +190,14 @@ def _end_changed_users_tokens(session):
 
 
 @event.listens_for(Session, "after_rollback")
-def _forget_changed_users(session):
+def _forget_changed_users(session: Session) -> None:
     session.info.pop(CHANGED_USERS, None)
 
 
-def _now():
+def _now() -> int:
     return int(datetime.now(UTC).timestamp())
 
 
-def _seconds_left(payload):
-    return max(payload["exp"] - _now(), 1)
+def _seconds_left(payload: dict[str, Any]) -> int:
+    expires_at: int = payload["exp"]
+    return max(expires_at - _now(), 1)

@@ -1,6 +1,9 @@
 """The ``new_order`` event: the message body the relay publishes and the consumer validates."""
 
 import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, TypedDict
 
 from marshmallow import fields, validate
 
@@ -24,7 +27,32 @@ class NewOrderEventSchema(Schema):
 schema = NewOrderEventSchema()
 
 
-def new_order_event(order, request_id):
+class NewOrderEvent(TypedDict):
+    """The event body: ``NewOrderEventSchema``'s fields, JSON-ready."""
+
+    event: str
+    event_id: str
+    order_id: str
+    user_id: int
+    total_price: str
+    created_at: str
+    request_id: str | None
+
+
+class AnnouncedOrder(Protocol):
+    """What the event tells of an order (the model, or a row of the orders table)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def total_price(self) -> Decimal: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def new_order_event(order: AnnouncedOrder, request_id: str | None) -> NewOrderEvent:
     """The event body announcing ``order``, as JSON-ready data: ``NewOrderEventSchema``'s output
     (tests/test_order_format.py), written directly, as creating an order is the API's hot path."""
     return {

@@ -6,12 +6,14 @@ Each event keeps the trace context of the request that wrote it: the relay's pub
 that trace (``orders_app.tracing``).
 """
 
-from sqlalchemy import bindparam, func, insert, select
+from typing import cast
+
+from sqlalchemy import Table, bindparam, func, insert, select
 
 from .. import tracing
 from ..extensions import db
 from ..models import OutboxEvent
-from .messages import new_order_event
+from .messages import AnnouncedOrder, new_order_event
 from .topology import NEW_ORDER
 
 NOTIFY_CHANNEL = "outbox"
@@ -19,7 +21,7 @@ NOTIFY_CHANNEL = "outbox"
 # An event and the NOTIFY that wakes the relay when it commits: one statement, one round trip.
 # Built once (docs/architecture.md, "Conventions"), executed with each event's values.
 _INSERT_EVENT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(
-    insert(OutboxEvent.__table__)
+    insert(cast(Table, OutboxEvent.__table__))  # a Table, typed a FromClause by declarative
     .values(
         id=bindparam("id"),
         event_type=NEW_ORDER,
@@ -30,7 +32,7 @@ _INSERT_EVENT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(
 )
 
 
-def add_new_order_event(order, request_id):
+def add_new_order_event(order: AnnouncedOrder, request_id: str | None) -> None:
     """Write the ``new_order`` event of ``order`` in the current transaction."""
     body = new_order_event(order, request_id)
     db.session.execute(

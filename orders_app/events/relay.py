@@ -17,20 +17,25 @@ batch; the message's headers carry the publish's trace context on (its body does
 
 import json
 import logging
+import uuid
+from collections.abc import Iterable
 from contextlib import closing
+from typing import Any
 
 import pika
 import psycopg2
 from flask import current_app
 from opentelemetry.trace import SpanKind
+from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 from psycopg2 import sql
-from sqlalchemy import bindparam, func, select, update
+from psycopg2.extensions import connection as PostgresConnection
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import tracing
 from ..extensions import db
-from ..lifecycle import Backoff, GracefulStop, Heartbeat, keep_serving
+from ..lifecycle import Backoff, GracefulStop, Heartbeat, PeriodicTask, keep_serving
 from ..log import log_context
 from ..metrics import EVENTS_PUBLISHED
 from ..models import OutboxEvent
@@ -48,6 +53,8 @@ _CLAIM_PENDING = (
     .limit(bindparam("batch_size"))
     .with_for_update(skip_locked=True)
 )
+# One of its rows: id, event_type, payload (the event body) and trace_context (a carrier).
+PendingEvent = Row[uuid.UUID, str, dict[str, Any], dict[str, str] | None]
 _MARK_PUBLISHED = (
     update(OutboxEvent)
     .where(OutboxEvent.id.in_(bindparam("ids", expanding=True)))
@@ -58,7 +65,7 @@ _MARK_PUBLISHED = (
 class Relay:
     """Publishes the outbox; between batches, runs each of ``periodic`` (``PeriodicTask``) when due."""
 
-    def __init__(self, stop=None, periodic=()):
+    def __init__(self, stop: GracefulStop | None = None, periodic: Iterable[PeriodicTask] = ()) -> None:
         config = current_app.config
         self.config = config
         self.topology = Topology.from_config(config)
@@ -69,18 +76,18 @@ class Relay:
         self.heartbeat = Heartbeat(config["HEARTBEAT_FILE"])
         self.periodic = list(periodic)
 
-    def run(self):
+    def run(self) -> None:
         """Publish until stopped; ride out outages of PostgreSQL and RabbitMQ. Needs an app context."""
         failures = (SQLAlchemyError, psycopg2.Error, AMQPError, OSError)
         keep_serving("Relay", self._serve, self.stop, self.backoff, failures, self.heartbeat)
 
-    def _serve(self):
+    def _serve(self) -> None:
         try:
             self._publish_until_stopped()
         finally:
             db.session.remove()  # after a failure: roll back, return the connection
 
-    def _publish_until_stopped(self):
+    def _publish_until_stopped(self) -> None:
         with closing(self._listen()) as listener, closing(connect(self.config)) as connection:
             channel = connection.channel()
             channel.confirm_delivery()
@@ -102,7 +109,7 @@ class Relay:
                     listener.notifies.clear()
                 connection.process_data_events()  # answer the broker's heartbeats
 
-    def _listen(self):
+    def _listen(self) -> PostgresConnection:
         """A dedicated autocommit PostgreSQL session that receives the outbox notifications."""
         url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         listener = psycopg2.connect(url, connect_timeout=5)
@@ -110,7 +117,7 @@ class Relay:
         listener.cursor().execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
         return listener
 
-    def publish_batch(self, channel):
+    def publish_batch(self, channel: BlockingChannel) -> int:
         """Publish up to one batch of pending events; return how many were claimed."""
         events = db.session.execute(_CLAIM_PENDING, {"batch_size": self.batch_size}).all()
         if not events:  # an idle sweep: no span
@@ -132,7 +139,7 @@ class Relay:
                 db.session.commit()
         return len(events)
 
-    def _publish(self, channel, event):
+    def _publish(self, channel: BlockingChannel, event: PendingEvent) -> None:
         """Publish one event and wait for the broker's confirm (raises if nacked or unroutable)."""
         order_id = event.payload.get("order_id")
         with (

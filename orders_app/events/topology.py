@@ -5,9 +5,12 @@ queue ``new_order`` bound by ``new_order``, dead-lettering to ``orders.dlx`` -> 
 ``EVENTS_NAMESPACE`` prefixes every name so tests never touch a running stack's.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Self
 
 import pika
+from pika.adapters.blocking_connection import BlockingChannel
 
 NEW_ORDER = "new_order"  # the event type, its routing key and (unprefixed) its queue
 
@@ -21,7 +24,7 @@ class Topology:
     routing_key: str = NEW_ORDER
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         prefix = config["EVENTS_NAMESPACE"]
         return cls(
             exchange=f"{prefix}orders",
@@ -30,7 +33,7 @@ class Topology:
             dead_letter_queue=f"{prefix}{NEW_ORDER}.dead",
         )
 
-    def declare(self, channel):
+    def declare(self, channel: BlockingChannel) -> None:
         channel.exchange_declare(self.dead_letter_exchange, exchange_type="topic", durable=True)
         channel.queue_declare(self.dead_letter_queue, durable=True)
         channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange, routing_key=self.routing_key)
@@ -41,7 +44,7 @@ class Topology:
         channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
 
 
-def connect(config):
+def connect(config: Mapping[str, Any]) -> pika.BlockingConnection:
     """A blocking connection to ``RABBITMQ_URL``; failing fast, so callers can back off."""
     parameters = pika.URLParameters(config["RABBITMQ_URL"])
     parameters.heartbeat = config["RABBITMQ_HEARTBEAT_SECONDS"]

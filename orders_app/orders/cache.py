@@ -11,13 +11,16 @@ Redis trouble is logged and treated as a miss: reads and writes go on from Postg
 """
 
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import orjson
 import redis
 
 from ..adapters.redis_client import script
 from ..extensions import cache_redis
+from .schemas import OrderData
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +41,26 @@ return 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def key(order_id):
+def key(order_id: uuid.UUID | str) -> str:
     return f"order:{order_id}"
 
 
-def version(order):
+def version(order: OrderData) -> int:
     """``updated_at`` in whole microseconds since the epoch (exact, unlike a float timestamp)."""
     return (datetime.fromisoformat(order["updated_at"]) - _EPOCH) // timedelta(microseconds=1)
 
 
-def read(order_id):
+def read(order_id: uuid.UUID) -> OrderData | None:
     """The cached order, as the API's JSON data, or ``None`` on a miss or when Redis is unavailable."""
     try:
-        cached = cache_redis.client.hget(key(order_id), "json")
+        cached = cast(str | None, cache_redis.client.hget(key(order_id), "json"))
     except redis.RedisError as error:
         log.warning("Order cache unavailable, reading order %s from PostgreSQL: %s", order_id, error)
         return None
-    return None if cached is None else orjson.loads(cached)
+    return None if cached is None else cast(OrderData, orjson.loads(cached))
 
 
-def store(order):
+def store(order: OrderData) -> None:
     """Cache an order's committed state (``OrderData``), unless the cache holds this state or a newer one."""
     try:
         STORE_IF_NEWER(

@@ -1,10 +1,14 @@
 """Order endpoints: thin HTTP wrappers around ``service``."""
 
 import logging
+import uuid
+from typing import Any
 
 from flask import current_app, g, request, url_for
 from flask.views import MethodView
+from flask_smorest.pagination import PaginationParameters
 from marshmallow import RAISE
+from werkzeug.sansio.response import Response
 
 from ..adapters.limiter import limit
 from ..adapters.smorest import Blueprint, Listing
@@ -13,6 +17,7 @@ from . import service
 from .schemas import (
     IdempotencyHeaderSchema,
     OrderCreateSchema,
+    OrderData,
     OrderListQuerySchema,
     OrderSchema,
     OrderStatusChangeSchema,
@@ -33,7 +38,7 @@ class Orders(MethodView):
     @blp.arguments(OrderCreateSchema)
     @blp.response(201, OrderSchema, headers={"Location": {"schema": {"type": "string"}}})
     @blp.error(422, "Invalid order, wrong total_price, or an Idempotency-Key reused with another body")
-    def post(self, headers, data):
+    def post(self, headers: dict[str, Any], data: dict[str, Any]) -> tuple[OrderData, int, dict[str, str]]:
         """Place an order. The server computes total_price."""
         order, created = service.create_order(
             current_viewer(),
@@ -58,7 +63,7 @@ class Order(MethodView):
         200, OrderSchema, headers={"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS"]}}}
     )
     @blp.error(404, "No such order, or not yours")
-    def get(self, order_id):
+    def get(self, order_id: uuid.UUID) -> Response:
         """Read an order: from the Redis cache when it is there (X-Cache: HIT)."""
         order, hit = service.get_order(current_viewer(), order_id)
         # Already the API's JSON: answered as it is (the ETag the response schema would give; 304
@@ -75,7 +80,7 @@ class Order(MethodView):
     @blp.error(404, "No such order, or not yours")
     @blp.error(409, "Not a legal transition from the current status")
     @blp.error(412, "If-Match does not match the order's current ETag")
-    def patch(self, data, order_id):
+    def patch(self, data: dict[str, Any], order_id: uuid.UUID) -> OrderData:
         """Change an order's status. If-Match is optional; when sent it must match."""
         precondition = blp.check_etag if request.if_match else None
         return service.change_status(current_viewer(), order_id, data["status"], precondition)
@@ -90,7 +95,7 @@ class UserOrders(MethodView):
     @blp.paginate(page_size=20, max_page_size=100)
     @blp.error(403, "Another user's orders (admins excepted)")
     @blp.error(404, "The user id is not a whole number")
-    def get(self, args, user_id, pagination_parameters):
+    def get(self, args: dict[str, Any], user_id: int, pagination_parameters: PaginationParameters) -> Listing:
         """A user's orders, newest first; pagination in the X-Pagination header.
 
         Page by number (``page``, at most LIST_MAX_PAGE: deeper is a 422 unless the list is known
