@@ -9,6 +9,7 @@ is reported as such instead of as a mysterious change of behaviour.
 
 import warnings
 
+import flask
 import flask_jwt_extended
 import flask_limiter
 import flask_smorest
@@ -51,6 +52,8 @@ PRIVATE_NAMES_USED = [
     # orders_app/adapters/json_provider.py answers with orjson (tests/test_json_provider.py).
     (DefaultJSONProvider, "_prepare_response_obj", "turns response()'s arguments into one object"),
     (Flask(__name__).json, "_app", "the provider's app: its debug flag and response class"),
+    # orders_app/http.py looks the request up once per response (documented by Flask, "Notes On Proxies").
+    (flask.request, "_get_current_object", "the request object behind the proxy"),
     # orders_app/adapters/rq.py (tests/test_worker.py): heartbeats batched with the state they follow.
     (rq.worker.Worker, "heartbeat", "refreshes the worker's registration, with a TTL"),
     (rq.worker.Worker, "set_state", "writes the worker's state, in a pipeline when given one"),
