@@ -1,5 +1,6 @@
-"""PostgreSQL helpers: creating the service's database when it is missing, and connections
-whose statements give up after a timeout (probes and metrics must never hang on a locked table)."""
+"""PostgreSQL helpers: the service's database URL as libpq takes it, creating the database when it
+is missing, and connections whose statements give up after a timeout (probes and metrics must never
+hang on a locked table)."""
 
 from contextlib import contextmanager
 
@@ -7,6 +8,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from .extensions import db
+
+
+def libpq_url(url):
+    """A SQLAlchemy database URL (``postgresql+psycopg2://...``, a string or a ``URL``) as psycopg2
+    and libpq take it: without the driver name."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @contextmanager
