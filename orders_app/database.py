@@ -1,13 +1,13 @@
 """PostgreSQL helpers: the service's database URL as libpq takes it, creating the database when it
-is missing, and connections whose statements give up after a timeout (probes and metrics must never
-hang on a locked table)."""
+is missing, and connections whose statements give up after a timeout (metrics must never hang on
+a locked table).
+
+It imports SQLAlchemy only, not the app's extensions: the container health check uses it."""
 
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-
-from .extensions import db
 
 
 def libpq_url(url):
@@ -17,9 +17,9 @@ def libpq_url(url):
 
 
 @contextmanager
-def bounded_connection(timeout):
-    """A database connection whose statements give up after ``timeout`` seconds (this transaction only)."""
-    with db.engine.connect() as connection:  # rolled back on exit: the setting goes with it
+def bounded_connection(engine, timeout):
+    """A connection of ``engine`` whose statements give up after ``timeout`` seconds (this transaction)."""
+    with engine.connect() as connection:  # rolled back on exit: the setting goes with it
         milliseconds = str(int(timeout * 1000))
         connection.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": milliseconds})
         yield connection
