@@ -12,14 +12,13 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from . import housekeeping, reconciler, tracing
+from . import housekeeping, probes, reconciler, tracing
 from .auth.passwords import hash_password
 from .auth.schemas import LowerCaseEmail, RegisterSchema
 from .config import web_connections, web_workers
 from .database import create_database_if_missing
 from .events.relay import Relay
 from .extensions import db
-from .health_routes import check_rabbitmq, check_redis
 from .lifecycle import PeriodicTask
 from .metrics import serve_process_metrics
 from .models import User
@@ -53,17 +52,17 @@ def prestart():
     """Check PostgreSQL, Redis and RabbitMQ, create the database if missing, migrate."""
     config = current_app.config
     problems = []
-    try:
+    try:  # PostgreSQL's check: the service's database may not exist yet, unlike the probe's
         if create_database_if_missing(config["SQLALCHEMY_DATABASE_URI"]):
             click.echo("Created the database")
     except OperationalError as error:
         problems.append(_unreachable("PostgreSQL", config["SQLALCHEMY_DATABASE_URI"], error.orig))
     for service, check, url_key in (
-        ("Redis", check_redis, "REDIS_URL"),
-        ("RabbitMQ", check_rabbitmq, "RABBITMQ_URL"),
+        ("Redis", probes.check_redis, "REDIS_URL"),
+        ("RabbitMQ", probes.check_rabbitmq, "RABBITMQ_URL"),
     ):
         try:
-            check()
+            check(config, config["HEALTH_CHECK_TIMEOUT"])
         except Exception as error:  # any failure here is reported the same way
             problems.append(_unreachable(service, config[url_key], error))
     if problems:

@@ -1,18 +1,25 @@
-"""PostgreSQL helpers: creating the service's database when it is missing, and connections
-whose statements give up after a timeout (probes and metrics must never hang on a locked table)."""
+"""PostgreSQL helpers: the service's database URL as libpq takes it, creating the database when it
+is missing, and connections whose statements give up after a timeout (metrics must never hang on
+a locked table).
+
+It imports SQLAlchemy only, not the app's extensions: the container health check uses it."""
 
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from .extensions import db
+
+def libpq_url(url):
+    """A SQLAlchemy database URL (``postgresql+psycopg2://...``, a string or a ``URL``) as psycopg2
+    and libpq take it: without the driver name."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @contextmanager
-def bounded_connection(timeout):
-    """A database connection whose statements give up after ``timeout`` seconds (this transaction only)."""
-    with db.engine.connect() as connection:  # rolled back on exit: the setting goes with it
+def bounded_connection(engine, timeout):
+    """A connection of ``engine`` whose statements give up after ``timeout`` seconds (this transaction)."""
+    with engine.connect() as connection:  # rolled back on exit: the setting goes with it
         milliseconds = str(int(timeout * 1000))
         connection.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": milliseconds})
         yield connection

@@ -1,20 +1,18 @@
 """The HTTP liveness and readiness endpoints, ``/health`` and ``/health/ready``.
 
-The containers' health checks, a command, are ``orders_app.healthcheck``.
+Readiness runs ``orders_app.probes``, as ``flask prestart`` and the containers' health checks (a
+command, ``orders_app.healthcheck``) do.
 """
 
 import logging
 import threading
 import time
 
-import pika
 from flask import current_app
 from marshmallow import Schema, fields
-from sqlalchemy import text
 
+from . import probes
 from .adapters.smorest import Blueprint
-from .database import bounded_connection
-from .extensions import cache_redis
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +29,7 @@ class ReadinessSchema(HealthSchema):
     checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
 
 
-def check_database():
-    with bounded_connection(current_app.config["HEALTH_CHECK_TIMEOUT"]) as connection:
-        connection.execute(text("SELECT 1"))
-
-
-def check_redis():
-    cache_redis.client.ping()
-
-
-def check_rabbitmq():
-    timeout = current_app.config["HEALTH_CHECK_TIMEOUT"]
-    parameters = pika.URLParameters(current_app.config["RABBITMQ_URL"])
-    parameters.socket_timeout = parameters.stack_timeout = timeout
-    parameters.connection_attempts = 1
-    pika.BlockingConnection(parameters).close()
-
-
-CHECKS = {"database": check_database, "redis": check_redis, "rabbitmq": check_rabbitmq}
+CHECKS = {"database": probes.check_postgresql, "redis": probes.check_redis, "rabbitmq": probes.check_rabbitmq}
 
 
 @blp.route("", methods=["GET"])
@@ -94,7 +75,7 @@ def init_readiness_cache(state):
 def run_check(name, check):
     """ "ok" or "failing": the probe is public, so what failed and how is only in the log."""
     try:
-        check()
+        check(current_app.config, current_app.config["HEALTH_CHECK_TIMEOUT"])
         return "ok"
     except Exception as error:  # any failure of a dependency means "not ready"
         log.warning("Readiness check %s failed: %s: %s", name, type(error).__name__, error)

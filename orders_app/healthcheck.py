@@ -6,6 +6,11 @@ python -m orders_app.healthcheck file PATH SECONDS  relay, consumer: heartbeat f
 python -m orders_app.healthcheck rq-worker          worker: registered in Redis, and PostgreSQL answers
 python -m orders_app.healthcheck process            the one of these that fits the container's main
                                                     process (PID 1): the image's HEALTHCHECK
+
+The checks that need the service's settings read them as the process they check does
+(``load_standalone_config``: ``.env``, ``FLASK_*``) and probe with ``orders_app.probes``. They
+import those when they run: ``url`` and ``file`` need only the standard library, and a check runs
+every few seconds in every container.
 """
 
 import argparse
@@ -15,7 +20,6 @@ import socket
 import sys
 import time
 import urllib.request
-from contextlib import closing
 
 TIMEOUT_SECONDS = 3
 HEARTBEAT_MAX_AGE = 60  # the loops touch the heartbeat at least every 30 s, outages included
@@ -35,25 +39,25 @@ def file_is_fresh(path, max_age):
     return time.time() - os.path.getmtime(path) <= max_age
 
 
+def service_config():
+    """The service's configuration, loaded as its processes load it."""
+    from orders_app.config import load_standalone_config
+
+    return load_standalone_config()
+
+
 def rq_worker_can_work():
     """A worker of this host (container) is registered (its registration expires without
     heartbeats), and PostgreSQL answers: without it the worker cannot do its job."""
-    import psycopg2
-    from redis import Redis
     from rq import Worker
-    from sqlalchemy.engine import make_url
 
-    from orders_app.config import Defaults
+    from orders_app import probes
 
-    connection = Redis.from_url(
-        os.environ.get("REDIS_URL", Defaults.REDIS_URL), socket_timeout=TIMEOUT_SECONDS
-    )
+    config = service_config()
+    connection = probes.redis_connection(config, TIMEOUT_SECONDS)
     if not any(worker.hostname == socket.gethostname() for worker in Worker.all(connection=connection)):
         return False
-    database_url = make_url(os.environ.get("DATABASE_URL", Defaults.SQLALCHEMY_DATABASE_URI))
-    dsn = database_url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with closing(psycopg2.connect(dsn, connect_timeout=TIMEOUT_SECONDS)) as database:
-        database.cursor().execute("SELECT 1")
+    probes.check_postgresql(config, TIMEOUT_SECONDS)
     return True
 
 
@@ -69,7 +73,7 @@ def process_check(command):
     if "worker" in programs:
         return rq_worker_can_work
     if programs & {"relay", "consumer"}:
-        return lambda: file_is_fresh(os.environ["FLASK_HEARTBEAT_FILE"], HEARTBEAT_MAX_AGE)
+        return lambda: file_is_fresh(service_config()["HEARTBEAT_FILE"], HEARTBEAT_MAX_AGE)
     return lambda: True  # a one-shot command (migrate): its exit status tells
 
 

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from .database import bounded_connection
-from .extensions import queue_redis
+from .extensions import db, queue_redis
 from .job_queue import orders_queue
 from .models import Order, OutboxEvent
 
@@ -41,7 +41,7 @@ class StateCollector:
 
     def _database(self):
         """The PostgreSQL gauges, read on one connection."""
-        with bounded_connection(current_app.config["METRICS_READ_TIMEOUT"]) as connection:
+        with bounded_connection(db.engine, current_app.config["METRICS_READ_TIMEOUT"]) as connection:
             return [*self._read(self._outbox, connection), *self._read(self._unprocessed_orders, connection)]
 
     def _outbox(self, connection):

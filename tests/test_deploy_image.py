@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 from orders_app import healthcheck
 
 from support.kubernetes import kubernetes_containers, kubernetes_manifests
-from support.settings import ROOT, make_app
+from support.settings import ROOT, TEST_SECRET, make_app
 
 with open(os.path.join(ROOT, "Dockerfile")) as dockerfile:
     DOCKERFILE = dockerfile.read()
@@ -48,6 +48,7 @@ def test_the_web_gets_its_http_check_on_gunicorns_port(web, monkeypatch):
 def test_relay_and_consumer_get_the_heartbeat_check(process, tmp_path, monkeypatch):
     command = {"relay": ["flask", "--app", "orders_app", "relay"], "consumer": ["python", "-m", "consumer"]}
     monkeypatch.setenv("FLASK_HEARTBEAT_FILE", str(tmp_path / "heartbeat"))
+    monkeypatch.setenv("JWT_SECRET_KEY", TEST_SECRET)  # the configuration is loaded as the process's
     check = healthcheck.process_check(command[process])
     with pytest.raises(FileNotFoundError):
         check()

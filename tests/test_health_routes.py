@@ -56,7 +56,6 @@ def test_hanging_dependencies_time_out_quickly(database):
         app = make_app(
             REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
             RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/%2F",
-            REDIS_SOCKET_TIMEOUT=0.5,
             HEALTH_CHECK_TIMEOUT=0.5,
         )
         started = time.monotonic()

@@ -1,6 +1,8 @@
 """Container health checks (``python -m orders_app.healthcheck``) and the heartbeats they read."""
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,7 +18,7 @@ from orders_app.healthcheck import main
 from support.commands import running
 from support.network import closed_port_url
 from support.polling import wait_for
-from support.settings import TEST_DATABASE_URL, TEST_REDIS_URL, make_app
+from support.settings import ROOT, TEST_DATABASE_URL, TEST_REDIS_URL, TEST_SECRET, make_app
 
 
 @pytest.fixture
@@ -45,6 +47,7 @@ def test_file_check(tmp_path):
 def test_rq_worker_check(database, monkeypatch):
     monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
     monkeypatch.setenv("DATABASE_URL", TEST_DATABASE_URL)
+    monkeypatch.setenv("JWT_SECRET_KEY", TEST_SECRET)  # the configuration is loaded as the worker's
     assert main(["rq-worker"]) == 1
     worker = Worker(["orders"], connection=Redis.from_url(TEST_REDIS_URL))
     worker.register_birth()
@@ -55,6 +58,68 @@ def test_rq_worker_check(database, monkeypatch):
         assert main(["rq-worker"]) == 1
     finally:
         worker.register_death()
+
+
+@pytest.fixture
+def dotenv_only(tmp_path):
+    """A directory whose ``.env`` holds the service's settings, and an environment without them
+    (nor the tests' ``PYTHON_DOTENV_DISABLED``): a command run there reads them from ``.env``."""
+    heartbeat = tmp_path / "heartbeat"
+    heartbeat.touch()
+    (tmp_path / ".env").write_text(
+        f"REDIS_URL={TEST_REDIS_URL}\nDATABASE_URL={TEST_DATABASE_URL}\nJWT_SECRET_KEY={TEST_SECRET}\n"
+        f"FLASK_HEARTBEAT_FILE={heartbeat}\n"
+    )
+    unset = {"PYTHON_DOTENV_DISABLED", "REDIS_URL", "DATABASE_URL", "JWT_SECRET_KEY"}
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in unset and not name.startswith("FLASK_")
+    }
+
+    def run(*command):
+        return subprocess.run(
+            [sys.executable, *command],
+            cwd=tmp_path,
+            env={**environment, "PYTHONPATH": ROOT},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    return run
+
+
+def test_the_worker_check_reads_dotenv_as_the_worker_does(database, dotenv_only):
+    worker = Worker(["orders"], connection=Redis.from_url(TEST_REDIS_URL))
+    worker.register_birth()  # in the Redis db that only .env names
+    try:
+        result = dotenv_only("-m", "orders_app.healthcheck", "rq-worker")
+    finally:
+        worker.register_death()
+    assert (result.returncode, result.stdout) == (0, "healthy\n"), result.stderr
+
+
+def test_the_relay_check_reads_its_heartbeat_file_from_dotenv(dotenv_only):
+    # The image's check (``process``) reads PID 1's command: here, the check it picks for the relay.
+    relay = ["flask", "--app", "orders_app", "relay"]
+    script = f"import sys; from orders_app.healthcheck import process_check as c; sys.exit(not c({relay})())"
+    result = dotenv_only("-c", script)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_checks_import_no_more_than_they_need(database, dotenv_only):
+    """They run every few seconds in every container: ``file`` (and ``url``) import nothing of the
+    service's, and none imports the app's extensions (Flask-SQLAlchemy, flask-smorest...)."""
+    script = (
+        "import sys; from orders_app.healthcheck import main; main(sys.argv[1:]); "
+        "print(' '.join(sorted(name for name in sys.modules if name.startswith('orders_app'))))"
+    )
+    light = dotenv_only("-c", script, "file", os.devnull, "60")
+    assert light.stdout.splitlines()[-1] == "orders_app orders_app.healthcheck", light.stderr
+    worker = dotenv_only("-c", script, "rq-worker")
+    assert "orders_app.probes" in worker.stdout, worker.stderr
+    assert "orders_app.extensions" not in worker.stdout
 
 
 @pytest.mark.parametrize("component", [Relay, Consumer])

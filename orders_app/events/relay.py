@@ -34,6 +34,7 @@ from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import tracing
+from ..database import libpq_url
 from ..extensions import db
 from ..lifecycle import Backoff, GracefulStop, Heartbeat, PeriodicTask, keep_serving
 from ..log import log_context
@@ -111,8 +112,7 @@ class Relay:
 
     def _listen(self) -> PostgresConnection:
         """A dedicated autocommit PostgreSQL session that receives the outbox notifications."""
-        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        listener = psycopg2.connect(url, connect_timeout=5)
+        listener = psycopg2.connect(libpq_url(db.engine.url), connect_timeout=5)
         listener.autocommit = True
         listener.cursor().execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
         return listener

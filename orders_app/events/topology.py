@@ -44,10 +44,18 @@ class Topology:
         channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
 
 
+def connection_parameters(config: Mapping[str, Any], timeout: float) -> pika.URLParameters:
+    """``RABBITMQ_URL``'s connection parameters, for one attempt whose socket gives up connecting
+    after ``timeout`` seconds: the relay's and consumer's (``connect``), and the probe's."""
+    parameters = pika.URLParameters(config["RABBITMQ_URL"])
+    parameters.socket_timeout = timeout
+    parameters.connection_attempts = 1
+    return parameters
+
+
 def connect(config: Mapping[str, Any]) -> pika.BlockingConnection:
     """A blocking connection to ``RABBITMQ_URL``; failing fast, so callers can back off."""
-    parameters = pika.URLParameters(config["RABBITMQ_URL"])
+    parameters = connection_parameters(config, timeout=10)
     parameters.heartbeat = config["RABBITMQ_HEARTBEAT_SECONDS"]
-    parameters.blocked_connection_timeout = parameters.socket_timeout = 10
-    parameters.connection_attempts = 1
+    parameters.blocked_connection_timeout = 10
     return pika.BlockingConnection(parameters)
