@@ -123,6 +123,27 @@ def test_lines_still_pending_are_written_when_logging_shuts_down(log):
     assert [messages(write) for write in writes] == [["before exit"]]
 
 
+def test_lines_logged_by_threads_while_the_loop_writes_are_each_written_once(log, monkeypatch):
+    """Real threads logging while the loop writes: none of their lines is lost or written twice,
+    however often the interpreter switches between them."""
+    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)  # restored after the test
+    sys.setswitchinterval(1e-6)
+    threads, lines = 4, 5000
+    with stderr_writes() as writes:
+        logging_threads = [
+            threading.Thread(target=lambda n=n: [log.info("thread %d line %d", n, i) for i in range(lines)])
+            for n in range(threads)
+        ]
+        for thread in logging_threads:
+            thread.start()
+        while any(thread.is_alive() for thread in logging_threads):
+            gevent.sleep(0)  # a turn of the loop: it writes what is pending
+        gevent.sleep(0)
+        log.handlers[0].flush()
+    written = messages(b"".join(writes))
+    assert sorted(written) == sorted(f"thread {n} line {i}" for n in range(threads) for i in range(lines))
+
+
 def workers_writes(master):
     """How many writes gunicorn's workers (the master's children) have made so far."""
     total = 0
