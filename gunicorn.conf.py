@@ -77,15 +77,6 @@ def post_fork(server, worker):
     tracing.setup("orders-web")
 
 
-def post_worker_init(worker):
-    """Write the log lines of each turn of the worker's event loop together (see orders_app.log)."""
-    import gevent
-
-    from orders_app.log import write_once_per_loop_turn
-
-    write_once_per_loop_turn(gevent.get_hub().loop)
-
-
 def post_request(worker, req, environ, resp):
     """Let the worker's other connections go first before reading this one's next request.
 
