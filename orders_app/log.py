@@ -68,7 +68,7 @@ class ContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; a value JSON has no type for is written as its ``str``.
 
-    orjson writes a request's line in half the time ``json.dumps`` takes (docs/decisions/0020).
+    Written by orjson, faster than ``json.dumps`` (docs/decisions/0020, docs/performance.md).
     """
 
     def format(self, record):
