@@ -31,7 +31,8 @@ if _own_metrics_dir:
 metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 # The app logs every request itself (JSON, with its request id); gunicorn's own lines use the
-# same handler. orders_app.log imports only the standard library and orjson, so gevent can still patch it.
+# same handler. orders_app.log imports only the standard library and orjson, so gevent can still
+# patch what it imports (tests/test_gunicorn_master.py).
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -51,8 +52,8 @@ logconfig_dict = {
 
 class Logger(glogging.Logger):
     """gunicorn's logger without its access log: the app logs each request itself, and with a
-    logging configuration given, gunicorn builds every access line's fields (3 % of a cached
-    read's time, profiled) before the level drops the line."""
+    logging configuration given, gunicorn builds every access line's fields before the level
+    drops the line (measured in docs/performance.md)."""
 
     def access(self, resp, req, environ, request_time):
         pass
@@ -77,21 +78,12 @@ def post_fork(server, worker):
     tracing.setup("orders-web")
 
 
-def post_worker_init(worker):
-    """Write the log lines of each turn of the worker's event loop together (see orders_app.log)."""
-    import gevent
-
-    from orders_app.log import write_once_per_loop_turn
-
-    write_once_per_loop_turn(gevent.get_hub().loop)
-
-
 def post_request(worker, req, environ, resp):
     """Let the worker's other connections go first before reading this one's next request.
 
     Without it a keep-alive connection whose next request has already arrived is served again at
-    once, without returning to gevent's hub, and the other connections wait: measured with 64
-    connections, p50 1 ms but p90 300 ms and requests past 2 s, on a ten-line app as on ours.
+    once, without returning to gevent's hub, and the other connections wait, on a ten-line app as
+    on ours (docs/performance.md).
     """
     import gevent
 

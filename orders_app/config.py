@@ -2,7 +2,9 @@
 
 The service's own settings are read from plain variables (``DATABASE_URL``...); every
 other Flask or extension setting comes from ``FLASK_<KEY>`` through Flask's
-``from_prefixed_env``.
+``from_prefixed_env``. Imports only the standard library and python-dotenv: gunicorn's master
+process reads ``web_workers`` before its gevent workers patch the standard library (Flask's
+``Config`` is imported where a process without an app asks for one).
 """
 
 import copy
@@ -13,7 +15,6 @@ from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
 from dotenv import find_dotenv, load_dotenv
-from flask import Config
 
 # Plain environment variable -> Flask config key.
 PLAIN_VARIABLES = {
@@ -163,6 +164,8 @@ def load_config(config, overrides=None):
 
 def load_standalone_config(overrides=None):
     """The configuration of a process without a Flask app (the consumer), loaded as the app's is."""
+    from flask import Config
+
     config = Config(os.path.dirname(__file__))  # the app's root_path
     load_config(config, overrides)
     return config

@@ -10,7 +10,6 @@ orjson (gunicorn's master process loads it before gevent patches, see ``gunicorn
 
 import json
 import logging
-import select
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -69,7 +68,7 @@ class ContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; a value JSON has no type for is written as its ``str``.
 
-    orjson writes a request's line in half the time ``json.dumps`` takes (docs/decisions/0020).
+    Written by orjson, faster than ``json.dumps`` (docs/decisions/0020, docs/performance.md).
     """
 
     def format(self, record):
@@ -92,27 +91,14 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(entry, default=str)
 
 
-# How soon a write that found the handler's lock held tries again.
-RETRY_SECONDS = 0.005
-
-
 class _Handler(logging.StreamHandler):
     """The service's handler on the root logger: told apart so it is installed once, and
     writing to whatever ``sys.stderr`` is at the time (redirected, or captured by pytest).
 
-    Given an event loop (``write_once_per_loop_turn``), it writes the lines logged during one turn
-    of the loop together, as the next turn starts: under load a gevent worker finishes many
-    requests per turn, and whatever reads its output (honcho under `make run`, a container's log
-    driver) then wakes once per burst instead of once per line. An idle worker's line is written
-    as soon as its request's greenlet yields.
+    Each line is one write, made as it is logged: a pipe takes a write of up to ``PIPE_BUF``
+    bytes (4 KiB) whole, so the lines of the processes sharing one (gunicorn's master and
+    workers) never interleave (docs/decisions/0030).
     """
-
-    loop = None
-
-    def __init__(self):
-        super().__init__()
-        self._pending = []  # (record, line) logged since the last write
-        self._retry = None  # the loop's timer of a write the lock held off
 
     @property
     def stream(self):
@@ -122,74 +108,12 @@ class _Handler(logging.StreamHandler):
     def stream(self, _value):
         pass
 
-    def emit(self, record):
-        if self.loop is None:
-            super().emit(record)
-            return
-        try:
-            self._pending.append((record, self.format(record) + self.terminator))
-        except Exception:
-            self.handleError(record)
-            return
-        if len(self._pending) == 1:
-            self.loop.run_callback_threadsafe(self._write_pending)  # safe from gevent's thread pool too
-
-    def _write_pending(self):
-        """The loop's callback. The loop itself must never wait for the lock: while it is held (by
-        a thread, or by a greenlet that yielded while formatting a line), it tries again shortly;
-        the lines stay pending meanwhile, and no later line schedules another write."""
-        if not self.lock.acquire(blocking=False):
-            self._retry = self.loop.timer(RETRY_SECONDS)  # kept: the loop must not lose it
-            self._retry.start(self._write_pending)
-            return
-        try:
-            self.flush()
-        finally:
-            self.lock.release()
-
-    def flush(self):
-        """Write the pending lines, then flush the stream (also at exit: ``logging.shutdown``)."""
-        with self.lock:
-            pending, self._pending = self._pending, []
-            stream = self.stream
-            for first_record, data in _pipe_sized_writes(pending, stream.encoding, stream.errors):
-                try:
-                    stream.buffer.write(data)
-                    stream.buffer.flush()
-                except Exception:
-                    self.handleError(first_record)
-            super().flush()
-
-
-def _pipe_sized_writes(pending, encoding, errors):
-    """``(first record, bytes)`` of each write: whole lines, at most ``PIPE_BUF`` bytes a write when
-    they fit, which a pipe takes whole, never interleaved with what the other processes sharing it
-    (gunicorn's master and workers) write meanwhile. A longer line is a write of its own."""
-    first, lines, size = None, [], 0
-    for record, line in pending:
-        data = line.encode(encoding, errors)
-        if lines and size + len(data) > select.PIPE_BUF:
-            yield first, b"".join(lines)
-            lines, size = [], 0
-        if not lines:
-            first = record
-        lines.append(data)
-        size += len(data)
-    if lines:
-        yield first, b"".join(lines)
-
 
 def make_handler(log_format):
     handler = _Handler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter())
     return handler
-
-
-def write_once_per_loop_turn(loop):
-    """From now on this process's service handlers write the lines of each turn of ``loop`` (a
-    gevent hub's) together; gunicorn's gevent workers call it once started."""
-    _Handler.loop = loop
 
 
 def configure_logging(level, log_format="json"):
