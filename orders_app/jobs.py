@@ -21,7 +21,7 @@ from .orders.service import mark_processed
 log = logging.getLogger(__name__)
 
 
-def process_order(order_id):
+def process_order(order_id: str) -> None:
     """Process an order: takes ``PROCESSING_DELAY_SECONDS``, then sets ``processed_at`` once.
 
     The database session is removed after every run, whatever its outcome: a connection lost
