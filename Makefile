@@ -61,6 +61,7 @@ test-fast: install
 lint: install .env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy  # orders_app and consumer, strict ([tool.mypy] in pyproject.toml)
 	$(BIN)/hadolint Dockerfile
 	docker-compose config --quiet
 	nginx -t -q -c $(abspath deploy/nginx/nginx.conf)

@@ -1,6 +1,7 @@
 """Entry point: ``python -m consumer``."""
 
 import argparse
+from collections.abc import Sequence
 
 from orders_app import tracing
 from orders_app.config import load_standalone_config
@@ -10,7 +11,7 @@ from orders_app.metrics import serve_process_metrics
 from .consumer import Consumer
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     argparse.ArgumentParser(
         prog="python -m consumer",
         description="Consume new_order events from RabbitMQ and enqueue one RQ job per order, until "

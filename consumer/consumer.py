@@ -16,10 +16,14 @@ Traced (``orders_app.tracing``), handling a message continues the trace its head
 
 import hashlib
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 from opentelemetry.trace import SpanKind
+from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
+from pika.spec import Basic, BasicProperties
 from rq.exceptions import DuplicateJobError
 
 from orders_app import tracing
@@ -42,7 +46,7 @@ REDELIVERY_COUNT_SECONDS = 24 * 3600
 class Consumer:
     """Needs its configuration only (``orders_app.config.load_standalone_config``), not an app."""
 
-    def __init__(self, config, stop=None):
+    def __init__(self, config: Mapping[str, Any], stop: GracefulStop | None = None) -> None:
         self.config = config
         self.redis = redis_client.connect(config)  # RQ needs bytes: no decode_responses
         self.topology = Topology.from_config(self.config)
@@ -50,12 +54,12 @@ class Consumer:
         self.backoff = Backoff(maximum=self.config["RECONNECT_MAX_SECONDS"])
         self.heartbeat = Heartbeat(self.config["HEARTBEAT_FILE"])
 
-    def run(self):
+    def run(self) -> None:
         """Consume until stopped; ride out outages of RabbitMQ and Redis."""
         failures = (AMQPError, redis.RedisError, OSError)
         keep_serving("Consumer", self._consume, self.stop, self.backoff, failures, self.heartbeat)
 
-    def _consume(self):
+    def _consume(self) -> None:
         connection = connect(self.config)
         try:
             channel = connection.channel()
@@ -76,7 +80,9 @@ class Consumer:
             if connection.is_open:
                 connection.close()
 
-    def handle(self, channel, method, properties, body):
+    def handle(
+        self, channel: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes
+    ) -> None:
         attributes = {
             "messaging.message.id": properties.message_id or "",
             "messaging.rabbitmq.redelivered": method.redelivered,
@@ -86,7 +92,9 @@ class Consumer:
         ):
             self._handle(channel, method, properties, body)
 
-    def _handle(self, channel, method, properties, body):
+    def _handle(
+        self, channel: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes
+    ) -> None:
         if method.redelivered and self._count_redelivery(body) > self.config["CONSUMER_MAX_REDELIVERIES"]:
             self._dead_letter(channel, method, properties, "redelivered too many times")
             return
@@ -105,17 +113,20 @@ class Consumer:
                 log.info("Order %s already has its job (event %s redelivered)", order_id, event_id)
             channel.basic_ack(method.delivery_tag)
 
-    def _count_redelivery(self, body):
+    def _count_redelivery(self, body: bytes) -> int:
         """How many times this message came back to a consumer (raises ``redis.RedisError``)."""
         key = "consumer:redeliveries:" + hashlib.sha256(body).hexdigest()
         pipeline = self.redis.pipeline()
         pipeline.incr(key)
         pipeline.expire(key, REDELIVERY_COUNT_SECONDS)
+        count: int
         count, _ = pipeline.execute()
         return count
 
     @staticmethod
-    def _dead_letter(channel, method, properties, reason):
+    def _dead_letter(
+        channel: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, reason: str
+    ) -> None:
         log.error("Dead-lettering message %s: %s", properties.message_id, reason[:500])
         channel.basic_reject(method.delivery_tag, requeue=False)
         EVENTS_DEAD_LETTERED.inc()

@@ -3,10 +3,13 @@
 The rate limiter is not among them: each app builds its own (``adapters.limiter``).
 """
 
+from typing import TYPE_CHECKING, ClassVar
+
 import orjson
 from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Table
 from sqlalchemy.orm import DeclarativeBase
 
 from .adapters.jwt_manager import JWTManager
@@ -15,7 +18,8 @@ from .adapters.smorest import Api
 
 
 class Base(DeclarativeBase):
-    pass
+    if TYPE_CHECKING:  # SQLAlchemy types it as any FromClause; every model here maps a table
+        __table__: ClassVar[Table]
 
 
 # Objects stay readable after commit (no reload query); sessions live for one request. JSONB

@@ -1,6 +1,8 @@
 """The application factory: configuration, extensions, blueprints, error handlers, CLI."""
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 from swagger_ui_bundle import swagger_ui_path
@@ -20,7 +22,7 @@ from .money import money_openapi_property
 from .orders import routes as order_routes
 
 
-def create_app(overrides=None):
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``overrides`` win over every other configuration source (tests)."""
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
@@ -47,7 +49,7 @@ def create_app(overrides=None):
     return app
 
 
-def _init_api(app):
+def _init_api(app: Flask) -> None:
     api.init_app(app)
     api.ma_plugin.converter.add_attribute_function(money_openapi_property)
     api.spec.components.security_scheme(

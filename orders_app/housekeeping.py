@@ -15,9 +15,10 @@ docs/performance.md, "Housekeeping").
 
 import logging
 from datetime import timedelta
+from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, tuple_
 
 from .extensions import db
 from .models import IDEMPOTENCY_WINDOW, IdempotencyKey, OutboxEvent
@@ -32,7 +33,7 @@ ROUND_BATCHES = 50
 KEY_RETENTION = IDEMPOTENCY_WINDOW + timedelta(hours=1)
 
 
-def purge(max_batches=None):
+def purge(max_batches: int | None = None) -> dict[str, int]:
     """Delete what has expired, at most ``max_batches`` batches of each table (all of it when
     ``None``); return how many rows went, per table. Needs an app context."""
     outbox_retention = timedelta(hours=current_app.config["OUTBOX_RETENTION_HOURS"])
@@ -57,19 +58,21 @@ def purge(max_batches=None):
     return deleted
 
 
-def purge_round():
+def purge_round() -> None:
     """``purge`` as a periodic task: at most ``ROUND_BATCHES`` batches of each table; a backlog
     goes over the next rounds. Needs an app context."""
     purge(max_batches=ROUND_BATCHES)
 
 
-def _delete_in_batches(model, expired, max_batches):
+def _delete_in_batches(
+    model: type[OutboxEvent | IdempotencyKey], expired: ColumnElement[bool], max_batches: int | None
+) -> int:
     key = model.__table__.primary_key.columns
     deleted = batches = 0
     while max_batches is None or batches < max_batches:
         batch = select(*key).where(expired).limit(BATCH_SIZE).with_for_update(skip_locked=True)
         statement = delete(model).where(tuple_(*key).in_(batch)).execution_options(synchronize_session=False)
-        count = db.session.execute(statement).rowcount
+        count = cast(CursorResult[Any], db.session.execute(statement)).rowcount  # a DELETE's result
         db.session.commit()
         deleted, batches = deleted + count, batches + 1
         if count < BATCH_SIZE:

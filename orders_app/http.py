@@ -5,7 +5,7 @@ import re
 import time
 import uuid
 
-from flask import g, request
+from flask import Flask, Response, g, request
 
 from .log import reset_log_context, set_log_context
 from .metrics import observe_request
@@ -34,9 +34,9 @@ SECURITY_HEADERS = (
 )
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     @app.before_request
-    def enter_log_context():
+    def enter_log_context() -> None:
         g.started = time.perf_counter()
         sent = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = sent if REQUEST_ID_PATTERN.match(sent) else uuid.uuid4().hex
@@ -44,15 +44,15 @@ def init_app(app):
         g.log_context = set_log_context(request_id=g.request_id, order_id=order_id)
 
     @app.teardown_request
-    def leave_log_context(_error):
+    def leave_log_context(_error: BaseException | None) -> None:
         if "log_context" in g:
             reset_log_context(g.pop("log_context"))
 
     @app.after_request
-    def finish(response):
+    def finish(response: Response) -> Response:
         # The request itself, looked up once instead of once per use (Flask documents this method,
         # underscore and all, for exactly this: "Notes On Proxies").
-        current = request._get_current_object()
+        current = request._get_current_object()  # type: ignore[attr-defined]  # typed as the Request
         method, path, status = current.method, current.path, response.status_code
         headers = response.headers
         headers.add(REQUEST_ID_HEADER, g.request_id)

@@ -6,8 +6,14 @@ dotted path, so whoever enqueues never imports its code (``orders_app.jobs``). T
 keeps the trace context of its enqueue, which the worker continues (``orders_app.tracing``).
 """
 
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import redis
 from opentelemetry.trace import SpanKind
 from rq import Queue, Retry
+from rq.job import Job
 from rq.serializers import JSONSerializer  # never pickle: whoever writes to Redis would run code
 
 from . import tracing
@@ -16,17 +22,19 @@ from .adapters.rq import OrdersJob
 PROCESS_ORDER = "orders_app.jobs.process_order"
 
 
-def job_id(order_id):
+def job_id(order_id: uuid.UUID | str) -> str:
     """RQ job ids allow letters, digits, ``_`` and ``-`` only; a UUID's hex form fits."""
     return f"process-order-{order_id}"
 
 
-def orders_queue(config, connection):
+def orders_queue(config: Mapping[str, Any], connection: redis.Redis) -> Queue:
     """The queue ``RQ_QUEUE``; its registries and jobs share its JSON serializer and job class."""
     return Queue(config["RQ_QUEUE"], connection=connection, serializer=JSONSerializer, job_class=OrdersJob)
 
 
-def enqueue_process_order(config, connection, order_id, request_id):
+def enqueue_process_order(
+    config: Mapping[str, Any], connection: redis.Redis, order_id: uuid.UUID | str, request_id: str | None
+) -> Job:
     """Enqueue the order's job once: raises ``rq.exceptions.DuplicateJobError`` if it exists."""
     attributes = {"messaging.message.id": job_id(order_id), "orders.order_id": str(order_id)}
     with tracing.span("enqueue process_order", SpanKind.PRODUCER, attributes=attributes):

@@ -21,7 +21,7 @@ from .orders.service import mark_processed
 log = logging.getLogger(__name__)
 
 
-def process_order(order_id):
+def process_order(order_id: str) -> None:
     """Process an order: takes ``PROCESSING_DELAY_SECONDS``, then sets ``processed_at`` once.
 
     The database session is removed after every run, whatever its outcome: a connection lost
@@ -44,6 +44,7 @@ def process_order(order_id):
             db.session.remove()
         if processed_now:
             ORDERS_PROCESSED.inc()
-            print(f"Order {order_id} processed", flush=True)
+            # The line the service promises on the worker's output, once per order (decision 0017).
+            print(f"Order {order_id} processed", flush=True)  # noqa: T201
         else:
             log.info("Order %s was already processed at %s: nothing to do", order_id, order["processed_at"])

@@ -8,7 +8,13 @@ import random
 import select
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike, StrPath
 
 log = logging.getLogger(__name__)
 
@@ -19,26 +25,26 @@ class GracefulStop:
     A pipe makes the stop wake any ``select`` at once, so a process never sleeps through it.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.requested = False
         self._read_end, self._write_end = os.pipe()
         os.set_blocking(self._write_end, False)
 
-    def install(self):
+    def install(self) -> None:
         """Route SIGTERM and SIGINT here (main thread only)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
 
-    def _on_signal(self, signum, _frame):
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("Received %s: stopping after the work in hand", signal.Signals(signum).name)
         self.request()
 
-    def request(self):
+    def request(self) -> None:
         self.requested = True
         with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is already pending
             os.write(self._write_end, b"!")
 
-    def wait(self, timeout, *readers):
+    def wait(self, timeout: float, *readers: "FileDescriptorLike") -> "list[FileDescriptorLike]":
         """Sleep up to ``timeout`` seconds; return the ``readers`` that became readable."""
         if self.requested:
             return []
@@ -49,14 +55,14 @@ class GracefulStop:
 class Backoff:
     """Exponential delays with jitter between reconnection attempts, reset after a success."""
 
-    def __init__(self, initial=0.5, maximum=30.0):
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0) -> None:
         self.initial, self.maximum = initial, maximum
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self._next = self.initial
 
-    def next_delay(self):
+    def next_delay(self) -> float:
         delay = self._next
         self._next = min(self._next * 2, self.maximum)
         return delay * random.uniform(0.8, 1.2)
@@ -67,17 +73,17 @@ class PeriodicTask:
     own (``run_if_due``). ``run`` handles the failures that only skip its round; any other
     exception goes up to the loop. ``name`` is what logs call it."""
 
-    def __init__(self, name, seconds, run):
+    def __init__(self, name: str, seconds: float, run: Callable[[], None]) -> None:
         self.name, self.seconds, self.run = name, seconds, run
         self._next = time.monotonic()
 
-    def run_if_due(self):
+    def run_if_due(self) -> None:
         now = time.monotonic()
         if now >= self._next:
             self._next = now + self.seconds
             self.run()
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name} every {self.seconds:g} s"
 
 
@@ -85,15 +91,22 @@ class Heartbeat:
     """Touches ``HEARTBEAT_FILE`` (if set) each time a process's loop turns; a container health
     check reads the file's age (``python -m orders_app.healthcheck file``)."""
 
-    def __init__(self, path):
+    def __init__(self, path: "StrPath | None") -> None:
         self.path = Path(path) if path else None
 
-    def beat(self):
+    def beat(self) -> None:
         if self.path:
             self.path.touch()
 
 
-def keep_serving(name, serve, stop, backoff, failures, heartbeat):
+def keep_serving(
+    name: str,
+    serve: Callable[[], None],
+    stop: GracefulStop,
+    backoff: Backoff,
+    failures: tuple[type[Exception], ...],
+    heartbeat: Heartbeat,
+) -> None:
     """Call ``serve`` until ``stop`` is requested; when it fails with one of ``failures`` (a
     dependency went away), log, back off and call it again. Never exits because of an outage."""
     while not stop.requested:

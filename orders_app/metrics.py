@@ -10,7 +10,10 @@ Imports neither the app nor the database: the consumer has neither.
 """
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
+from flask import Request
 from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
 
 log = logging.getLogger(__name__)
@@ -39,10 +42,10 @@ KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 UNMATCHED_ROUTE = "unmatched"
 # (method, route, status) -> that request's counter and histogram: finding them with labels() on
 # every request costs more than updating them (docs/performance.md).
-_request_series = {}
+_request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
-def observe_request(request, status, seconds):
+def observe_request(request: Request, status: int, seconds: float) -> None:
     """Count an answered request under its URL rule (never the raw path) and time it."""
     method = request.method if request.method in KNOWN_METHODS else "other"
     route = request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
@@ -58,7 +61,7 @@ def observe_request(request, status, seconds):
     duration.observe(seconds)
 
 
-def serve_process_metrics(config):
+def serve_process_metrics(config: Mapping[str, Any]) -> None:
     """Serve this process's metrics on ``METRICS_ADDRESS``, port ``METRICS_PORT`` (0: off), in a thread."""
     address, port = config["METRICS_ADDRESS"], int(config["METRICS_PORT"])
     if not port:

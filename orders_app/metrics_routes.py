@@ -7,11 +7,15 @@ The gauges are read from PostgreSQL and Redis when the web is scraped, each read
 
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
+from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from .database import bounded_connection
 from .extensions import db, queue_redis
@@ -26,12 +30,12 @@ RQ_STATES = ("queued", "started", "scheduled", "failed")
 class StateCollector:
     """Gauges of the shared state, read from PostgreSQL and Redis at each scrape (in a request)."""
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield from self._read(self._database)
         yield from self._read(self._rq_jobs)
 
     @staticmethod
-    def _read(read, *args):
+    def _read(read: Callable[..., Iterable[Metric]], *args: Any) -> Iterable[Metric]:
         """The metric families ``read(*args)`` returns, or none when it fails (logged)."""
         try:
             return read(*args)
@@ -39,12 +43,12 @@ class StateCollector:
             log.warning("Metrics: cannot read %s: %r", read.__name__.strip("_"), error)
             return []
 
-    def _database(self):
+    def _database(self) -> list[Metric]:
         """The PostgreSQL gauges, read on one connection."""
         with bounded_connection(db.engine, current_app.config["METRICS_READ_TIMEOUT"]) as connection:
             return [*self._read(self._outbox, connection), *self._read(self._unprocessed_orders, connection)]
 
-    def _outbox(self, connection):
+    def _outbox(self, connection: Connection) -> list[Metric]:
         pending, age = self._count_and_oldest_age(connection, OutboxEvent, OutboxEvent.published_at)
         return [
             GaugeMetricFamily("orders_outbox_pending", "Outbox events not yet published.", pending),
@@ -55,7 +59,7 @@ class StateCollector:
             ),
         ]
 
-    def _unprocessed_orders(self, connection):
+    def _unprocessed_orders(self, connection: Connection) -> list[Metric]:
         unprocessed, age = self._count_and_oldest_age(connection, Order, Order.processed_at)
         return [
             GaugeMetricFamily("orders_unprocessed", "Orders without processed_at.", unprocessed),
@@ -66,7 +70,12 @@ class StateCollector:
             ),
         ]
 
-    def _count_and_oldest_age(self, connection, model, done_column):
+    def _count_and_oldest_age(
+        self,
+        connection: Connection,
+        model: type[Order | OutboxEvent],
+        done_column: InstrumentedAttribute[datetime | None],
+    ) -> tuple[int, float]:
         """Rows whose ``done_column`` is NULL, and the age of the oldest (partial indexes serve both).
 
         In a savepoint: a read that fails (a locked table's timeout) leaves the next one a usable
@@ -78,7 +87,7 @@ class StateCollector:
             count, age = connection.execute(query).one()
         return count, float(age)
 
-    def _rq_jobs(self):
+    def _rq_jobs(self) -> list[Metric]:
         queue = orders_queue(current_app.config, queue_redis.client)
         registries = {
             "started": queue.started_job_registry,
@@ -96,7 +105,7 @@ class StateCollector:
         return [family]
 
 
-def scrape_registry():
+def scrape_registry() -> CollectorRegistry:
     """What the web's ``/metrics`` serves: every gunicorn worker's metrics (or this process's), and
     the state gauges."""
     registry = CollectorRegistry()
@@ -112,13 +121,13 @@ blp = Blueprint("metrics", __name__)
 
 
 @blp.get("/metrics")
-def metrics():
+def metrics() -> Response:
     """Prometheus text format (not part of the API, so not in its OpenAPI document)."""
     return Response(
         generate_latest(current_app.extensions["metrics_registry"]), content_type=CONTENT_TYPE_LATEST
     )
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     app.extensions["metrics_registry"] = scrape_registry()
     app.register_blueprint(blp)

@@ -4,6 +4,7 @@ import enum
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -19,10 +20,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .extensions import db
+from .extensions import Base, db
+
+# mypy takes no attribute (db.Model) for a base class: it sees the declarative base that
+# flask-sqlalchemy builds db.Model from.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
     __table_args__ = (CheckConstraint("email = lower(email)", name="ck_users_email_lower_case"),)
 
@@ -32,7 +40,7 @@ class User(db.Model):
     is_admin: Mapped[bool] = mapped_column(default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"
 
 
@@ -54,14 +62,14 @@ NEXT_UPDATED_AT = func.greatest(
 )
 
 
-class Order(db.Model):
+class Order(Model):
     __tablename__ = "orders"
     # Server-side timestamps come back with the INSERT/UPDATE (RETURNING), not in a reload.
     __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    items: Mapped[list] = mapped_column(JSONB)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     total_price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     status: Mapped[OrderStatus] = mapped_column(
         Enum(OrderStatus, name="order_status"), default=OrderStatus.PENDING
@@ -72,7 +80,7 @@ class Order(db.Model):
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Order {self.id} {self.status.name}>"
 
 
@@ -87,7 +95,7 @@ Index("ix_orders_unprocessed", Order.created_at, Order.id, postgresql_where=Orde
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
-class IdempotencyKey(db.Model):
+class IdempotencyKey(Model):
     """The order a user's ``Idempotency-Key`` created, and a hash of the request that did (for
     ``IDEMPOTENCY_WINDOW``)."""
 
@@ -104,7 +112,7 @@ class IdempotencyKey(db.Model):
 Index("ix_idempotency_keys_created_at", IdempotencyKey.created_at)
 
 
-class OutboxEvent(db.Model):
+class OutboxEvent(Model):
     """An event to publish; ``published_at`` is set once the broker confirmed it. ``trace_context``
     is the W3C trace context of the request that wrote it (``orders_app.tracing``), if traced."""
 
@@ -112,8 +120,8 @@ class OutboxEvent(db.Model):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     event_type: Mapped[str] = mapped_column(String(50))
-    payload: Mapped[dict] = mapped_column(JSONB)
-    trace_context: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -14,12 +14,15 @@ skip that round.
 """
 
 import logging
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import current_app
+from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from sqlalchemy import func, select, tuple_
 
 from .adapters.rq import delete_job
@@ -38,7 +41,7 @@ PENDING_STATES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobS
 BATCH_SIZE = 500
 
 
-def reconcile():
+def reconcile() -> int | None:
     """Repair every overdue unprocessed order's job; return how many were repaired, or ``None``
     when another process holds the reconciler's lock. Needs an app context.
 
@@ -60,7 +63,7 @@ def reconcile():
         db.session.rollback()  # reads only; ends the transaction and releases the lock
 
 
-def reconcile_round():
+def reconcile_round() -> None:
     """``reconcile`` as a periodic task: Redis being down skips the round (logged), and the loop
     that runs it goes on with its own work. Needs an app context."""
     try:
@@ -69,7 +72,7 @@ def reconcile_round():
         log.warning("Reconciler skipped a round, Redis is unavailable: %s", error)
 
 
-def _overdue_order_pages():
+def _overdue_order_pages() -> Iterator[list[uuid.UUID]]:
     """Ids of orders unprocessed for ``RECONCILE_AFTER_SECONDS``, oldest first, a list of up to
     ``BATCH_SIZE`` at a time (keyset pagination on the ``ix_orders_unprocessed`` partial index)."""
     grace = timedelta(seconds=current_app.config["RECONCILE_AFTER_SECONDS"])
@@ -86,16 +89,20 @@ def _overdue_order_pages():
         last = tuple(rows[-1])
 
 
-def _jobs_of(queue, order_ids):
+def _jobs_of(queue: Queue, order_ids: list[uuid.UUID]) -> list[Job | None]:
     """Each order's job, or ``None`` where it has none, read in one Redis round trip (a pipeline)."""
     ids = [job_id(order_id) for order_id in order_ids]
     return queue.job_class.fetch_many(ids, connection=queue.connection, serializer=queue.serializer)
 
 
-def _repair(queue, order_id, job):
+def _repair(queue: Queue, order_id: uuid.UUID, job: Job | None) -> int:
     """Give the order its job again unless ``job`` (as read) will run anyway; return 1 if repaired."""
     state = job.get_status(refresh=False) if job is not None else None
-    if state in PENDING_STATES and not (state == JobStatus.SCHEDULED and _retry_stalled(queue, job)):
+    if (
+        job is not None
+        and state in PENDING_STATES
+        and not (state == JobStatus.SCHEDULED and _retry_stalled(queue, job))
+    ):
         return 0
     with log_context(order_id=str(order_id)):
         if job is not None:
@@ -113,13 +120,13 @@ def _repair(queue, order_id, job):
     return 1
 
 
-def _retry_stalled(queue, job):
+def _retry_stalled(queue: Queue, job: Job) -> bool:
     """A retry due ``RECONCILE_AFTER_SECONDS`` ago that is still scheduled: no scheduler is moving
     it (it died with its worker, and RQ lets a new worker take the scheduler over only minutes
     later)."""
     grace = timedelta(seconds=current_app.config["RECONCILE_AFTER_SECONDS"])
     try:
-        due = queue.scheduled_job_registry.get_scheduled_time(job)
+        due: datetime = queue.scheduled_job_registry.get_scheduled_time(job)
     except NoSuchJobError:  # a scheduler has just moved it to the queue
         return False
     return due < datetime.now(UTC) - grace

@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import marshmallow
 from marshmallow import ValidationError, pre_load
@@ -10,7 +11,7 @@ from marshmallow import ValidationError, pre_load
 SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def invalid_characters(value):
+def invalid_characters(value: str) -> str | None:
     """Why ``value`` cannot be stored or hashed, or None."""
     if "\x00" in value:
         return "Must not contain NUL characters."
@@ -28,7 +29,7 @@ class Schema(marshmallow.Schema):
     """
 
     @pre_load
-    def refuse_invalid_characters(self, data, **_kwargs):
+    def refuse_invalid_characters(self, data: Any, **_kwargs: Any) -> Any:
         if isinstance(data, Mapping):
             errors = {
                 key: [reason]

@@ -16,13 +16,19 @@ import importlib
 import logging
 import os
 import socket
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util.types import Attributes
 
 from . import log as service_log
-from .adapters.otel_exporter import WarnOnce
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is on
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +48,7 @@ INSTRUMENTATIONS = {
 }
 
 
-def setup(service):
+def setup(service: str) -> None:
     """Trace this process as ``service`` (a key of ``INSTRUMENTATIONS``; ``OTEL_SERVICE_NAME`` wins),
     if ``OTEL_TRACES_EXPORTER`` says so. Call it once, in the process that does the work: a
     gunicorn worker after the fork (the exporter's thread does not survive one)."""
@@ -60,6 +66,7 @@ def setup(service):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from .adapters.otel_exporter import WarnOnce
     from .config import Defaults
 
     defaults = {
@@ -75,11 +82,11 @@ def setup(service):
     for path in INSTRUMENTATIONS[service]:
         module, name = path.rsplit(".", 1)
         getattr(importlib.import_module(f"opentelemetry.instrumentation.{module}"), name)().instrument()
-    service_log.span_ids = span_ids
+    service_log.span_ids = span_ids  # type: ignore[assignment]  # TEMPORARY: log.py is typed after the logging merge
     enabled = True
 
 
-def _exporter(name):
+def _exporter(name: str) -> "SpanExporter":
     if name == "otlp":  # OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, _TIMEOUT, ... and their _TRACES_ forms
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -93,7 +100,7 @@ def _exporter(name):
     )
 
 
-def span_ids():
+def span_ids() -> dict[str, str]:
     """The log fields of the active span: ``trace_id`` and ``span_id`` in hex, as trace viewers show them."""
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
@@ -101,27 +108,33 @@ def span_ids():
     return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
 
 
-def carrier():
+def carrier() -> dict[str, str] | None:
     """The active span's context as W3C headers (``traceparent``, ``tracestate``), or ``None``
     when there is none. Tracing off, it returns at once: a new order pays nothing for it."""
     if not enabled:
         return None
-    headers = {}
+    headers: dict[str, str] = {}
     propagate.inject(headers)
     return headers or None
 
 
 @contextmanager
-def span(name, kind=SpanKind.INTERNAL, parent=None, links=(), attributes=None):
+def span(
+    name: str,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: object = None,
+    links: Iterable[object] = (),
+    attributes: Attributes = None,
+) -> Iterator[Span]:
     """A span of ours, the child of ``parent`` (a carrier, as ``carrier()`` gives) when given, else
     of the active span; ``links`` are carriers too. Exceptions are recorded on it."""
     context = _extract(parent) if parent else None
-    links = [Link(trace.get_current_span(_extract(c)).get_span_context()) for c in links if c]
-    with tracer.start_as_current_span(name, context, kind, attributes, links) as current:
+    span_links = [Link(trace.get_current_span(_extract(c)).get_span_context()) for c in links if c]
+    with tracer.start_as_current_span(name, context, kind, attributes, span_links) as current:
         yield current
 
 
-def _extract(carrier):
+def _extract(carrier: object) -> Context | None:
     """The context a carrier holds. Its text values only: a carrier comes from a message's headers
     or a job's meta, which anyone who can publish or write to Redis sets, and the propagators
     raise on a value that is not text (a message that crashed every consumer)."""

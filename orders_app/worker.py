@@ -1,10 +1,15 @@
 """The RQ worker that runs ``process_order`` (``flask worker``), and nothing else; its restart loop."""
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 from flask import current_app
+from rq import Queue
 from rq.exceptions import DeserializationError
+from rq.executions import Execution
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from .adapters.rq import OrdersJob, Worker
@@ -19,7 +24,7 @@ class OrdersWorker(Worker):
     """The RQ worker of ``flask worker``: runs ``process_order`` jobs, in the app context of the
     command, and fails any other job without running it."""
 
-    def perform_job(self, job, queue, execution):
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         """Run ``job`` if it is ``process_order`` and nothing more; fail any other without running it.
 
         A job names its callable, and callbacks run on its outcome: whoever can write to Redis
@@ -35,7 +40,7 @@ class OrdersWorker(Worker):
         return False
 
 
-def refusal(job):
+def refusal(job: Job) -> str | None:
     """Why the worker must not run ``job`` (a job ``job_queue`` never enqueues), or None."""
     try:
         name = job.func_name
@@ -51,7 +56,7 @@ def refusal(job):
     return None
 
 
-def make_worker(config, connection):
+def make_worker(config: Mapping[str, Any], connection: redis.Redis) -> OrdersWorker:
     """The worker of queue ``RQ_QUEUE``, on ``connection`` (bytes, never decoded: RQ's need)."""
     return OrdersWorker(
         [config["RQ_QUEUE"]],
@@ -62,7 +67,7 @@ def make_worker(config, connection):
     )
 
 
-def run_worker():
+def run_worker() -> None:
     """Run an RQ worker (with the scheduler, for retries) until SIGTERM/SIGINT; outlive Redis outages."""
     config = current_app.config
     stop, backoff = GracefulStop(), Backoff(maximum=config["RECONNECT_MAX_SECONDS"])

@@ -7,8 +7,12 @@ integer beyond 64 bits) is written by the standard library instead; request bodi
 webargs, with the standard library.
 """
 
+from typing import Any, cast
+
 import orjson
+from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.sansio.response import Response
 
 # Dates go through Flask's own conversion (an HTTP date), as with the default provider; keys that
 # are not strings (the list indexes of a 422's errors) become strings.
@@ -16,10 +20,10 @@ OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUG
 
 
 class OrjsonProvider(DefaultJSONProvider):
-    def _bytes(self, obj):
+    def _bytes(self, obj: Any) -> bytes:
         return orjson.dumps(obj, default=self.default, option=OPTIONS)
 
-    def dumps(self, obj, **kwargs):
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs.get("indent") is None:
             try:
                 return self._bytes(obj).decode()
@@ -27,7 +31,7 @@ class OrjsonProvider(DefaultJSONProvider):
                 pass
         return super().dumps(obj, **kwargs)
 
-    def response(self, *args, **kwargs):
+    def response(self, *args: Any, **kwargs: Any) -> Response:
         if self.compact is False or (self.compact is None and self._app.debug):
             return super().response(*args, **kwargs)  # indented for people reading it
         obj = self._prepare_response_obj(args, kwargs)
@@ -35,4 +39,5 @@ class OrjsonProvider(DefaultJSONProvider):
             body = self._bytes(obj) + b"\n"
         except orjson.JSONEncodeError:
             return super().response(*args, **kwargs)
-        return self._app.response_class(body, mimetype=self.mimetype)
+        # Flask types a provider's app as any (sansio) app, whose response class takes no body.
+        return cast(Flask, self._app).response_class(body, mimetype=self.mimetype)

@@ -2,10 +2,13 @@
 the ``Api`` mixin that installs it."""
 
 from http import HTTPStatus
+from typing import Any, Protocol, cast
 
 import flask_smorest.pagination
-from apispec import BasePlugin
+from apispec import APISpec, BasePlugin
+from flask import Flask
 from marshmallow import fields
+from werkzeug.routing import Rule
 
 # Answers any operation may give, whatever its own decorators declare.
 BAD_BODY = {400: HTTPStatus.BAD_REQUEST.name, 413: HTTPStatus.REQUEST_ENTITY_TOO_LARGE.name}
@@ -24,6 +27,13 @@ class PaginationMetadataSchema(flask_smorest.pagination.PaginationMetadataSchema
     )
 
 
+class DocumentedBlueprint(Protocol):
+    """What ``CommonAnswersPlugin`` reads of a blueprint (``smorest.Blueprint`` has both)."""
+
+    RATE_LIMITED: bool
+    USES_DATABASE: bool
+
+
 class CommonAnswersPlugin(BasePlugin):
     """Documents bad or oversized bodies, rate limits and outages on every operation, If-Match
     as optional (flask-smorest documents it as required, with a 428, for every ``@etag`` PATCH),
@@ -33,12 +43,15 @@ class CommonAnswersPlugin(BasePlugin):
     ``RATE_LIMITED = False`` or ``USES_DATABASE = False``.
     """
 
-    def __init__(self, app):
+    def __init__(self, app: Flask) -> None:
         super().__init__()
         self.app = app
 
-    def operation_helper(self, path=None, operations=None, *, rule, **kwargs):
-        blueprint = self.app.blueprints[rule.endpoint.rpartition(".")[0]]
+    # apispec always passes path and operations, and flask-smorest the rule too.
+    def operation_helper(  # type: ignore[override]
+        self, path: str | None, operations: dict[str, dict[str, Any]], *, rule: Rule, **kwargs: Any
+    ) -> None:
+        blueprint = cast(DocumentedBlueprint, self.app.blueprints[rule.endpoint.rpartition(".")[0]])
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             common = {
@@ -57,7 +70,7 @@ class CommonAnswersPlugin(BasePlugin):
                         "past every earlier item. Deeper, follow X-Pagination's next_cursor (cursor)."
                     )
 
-    def parameter_helper(self, parameter, **kwargs):
+    def parameter_helper(self, parameter: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         return {"required": False} if parameter.get("name") == "If-Match" else None
 
 
@@ -67,12 +80,14 @@ class DocumentMixin:
     X-Pagination documented as JSON content."""
 
     DEFAULT_ERROR_RESPONSE_NAME = None
+    spec: APISpec  # flask-smorest's Api sets it
 
-    def init_app(self, app, *, spec_kwargs=None):
+    def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
         plugins = {"extra_plugins": [CommonAnswersPlugin(app)]}
-        super().init_app(app, spec_kwargs={**plugins, **(spec_kwargs or {})})
+        # flask-smorest's Api (untyped) follows this mixin in the MRO.
+        super().init_app(app, spec_kwargs={**plugins, **(spec_kwargs or {})})  # type: ignore[misc]
 
-    def _register_pagination_header(self):
+    def _register_pagination_header(self) -> None:
         """Private, for want of a public hook (a plugin may add to a header, not take its schema
         away); pinned in tests/test_library_contracts.py."""
         header = {

@@ -5,8 +5,12 @@ Tested in tests/test_worker.py, tests/test_reconciler.py and tests/test_library_
 """
 
 import time
+from types import FrameType
+from typing import Any
 
-from rq import SimpleWorker
+from redis.client import Pipeline
+from rq import Queue, SimpleWorker
+from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
@@ -19,7 +23,7 @@ class OrdersJob(Job):
     success_callback = failure_callback = stopped_callback = None
 
 
-def delete_job(job):
+def delete_job(job: Job) -> None:
     """Delete ``job``. RQ reads each of its executions first, and raises ``ValueError`` for one whose
     record expired in between (that of a worker that died or was paused mid-job): then the job's
     index of executions goes first (their records expire by themselves)."""
@@ -39,13 +43,13 @@ class Worker(SimpleWorker):
 
     stop_signalled = False
     # The TTL the last heartbeat asked for (None: RQ's default), and when it was sent.
-    _heartbeat_sent = (None, float("-inf"))
+    _heartbeat_sent: tuple[int | None, float] = (None, float("-inf"))
 
-    def __init__(self, *args, abandoned_grace_seconds, **kwargs):
+    def __init__(self, *args: Any, abandoned_grace_seconds: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.abandoned_grace_seconds = abandoned_grace_seconds
 
-    def fail_without_running(self, job, queue, execution, reason):
+    def fail_without_running(self, job: Job, queue: Queue, execution: Execution, reason: str) -> None:
         """Fail ``job`` for good, unrun: no retry, no webhook, no callback of its own."""
         job.retries_left, job.webhooks = None, []
         # RQ's preparation of a job (skipped: it reads the function's name, which may be unreadable)
@@ -59,11 +63,11 @@ class Worker(SimpleWorker):
             execution=execution,
         )
 
-    def request_stop(self, signum, frame):
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_signalled = True
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # unannotated in RQ
 
-    def heartbeat(self, timeout=None, pipeline=None):
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """Extend the worker's registration in Redis (``rq info``, rq-dashboard, the health check).
 
         RQ sends one about five times per job, each three commands, most within milliseconds of
@@ -84,7 +88,7 @@ class Worker(SimpleWorker):
             super().heartbeat(timeout, own_pipeline)
             own_pipeline.execute()
 
-    def set_state(self, state, pipeline=None):
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
         """Write the worker's state (what ``rq info`` and rq-dashboard show) when it changes, and
         with a heartbeat when written on its own: after each job RQ sets IDLE, sends a heartbeat,
         and sets IDLE again before waiting for the next job; here that is one round trip."""
@@ -96,7 +100,7 @@ class Worker(SimpleWorker):
                 self.heartbeat(pipeline=own_pipeline)
                 own_pipeline.execute()
 
-    def get_heartbeat_ttl(self, job, working_time=0.0):
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """How long a started job stays "running" in RQ's started registry without a heartbeat.
 
         A job run in this process cannot outlive its timeout (RQ stops it with SIGALRM), so a job
@@ -104,4 +108,6 @@ class Worker(SimpleWorker):
         registry maintenance (``StartedJobRegistry.cleanup``, which the reconciler runs) then retries
         it. RQ's own margin for this, a minute, suits forked work horses that heartbeat while working.
         """
-        return int(job.timeout) + self.abandoned_grace_seconds
+        # None for a job written to Redis without a timeout (job_queue always sets one): int() then
+        # raises, and the worker quits.
+        return int(job.timeout) + self.abandoned_grace_seconds  # type: ignore[arg-type]

@@ -1,8 +1,14 @@
 """webargs' Flask parser, as every blueprint parses its arguments (bodies, queries, headers)."""
 
 import functools
+from typing import TYPE_CHECKING, Any
 
+import flask
+import marshmallow
 from webargs.flaskparser import FlaskParser, abort
+
+if TYPE_CHECKING:  # webargs names its argument maps' type only for type checkers
+    from webargs._types import ArgMap
 
 
 class ArgumentsParser(FlaskParser):
@@ -15,12 +21,12 @@ class ArgumentsParser(FlaskParser):
     schemas), webargs builds an instance per request, on the hot paths too.
     """
 
-    def parse(self, argmap, req=None, **kwargs):
+    def parse(self, argmap: "ArgMap[flask.Request]", req: flask.Request | None = None, **kwargs: Any) -> Any:
         if isinstance(argmap, type):
             argmap = _schema_instance(argmap)
         return super().parse(argmap, req, **kwargs)
 
-    def load_json(self, req, schema):
+    def load_json(self, req: flask.Request, schema: marshmallow.Schema) -> Any:
         try:
             return super().load_json(req, schema)
         except (RecursionError, ValueError) as error:
@@ -28,6 +34,6 @@ class ArgumentsParser(FlaskParser):
 
 
 @functools.cache
-def _schema_instance(schema_class):
+def _schema_instance(schema_class: type[marshmallow.Schema]) -> marshmallow.Schema:
     """One instance per schema class: marshmallow schemas keep no state between loads."""
     return schema_class()

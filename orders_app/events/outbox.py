@@ -6,9 +6,7 @@ Each event keeps the trace context of the request that wrote it: the relay's pub
 that trace (``orders_app.tracing``).
 """
 
-from typing import cast
-
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 
 from .. import tracing
 from ..extensions import db
@@ -21,7 +19,7 @@ NOTIFY_CHANNEL = "outbox"
 # An event and the NOTIFY that wakes the relay when it commits: one statement, one round trip.
 # Built once (docs/architecture.md, "Conventions"), executed with each event's values.
 _INSERT_EVENT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(
-    insert(cast(Table, OutboxEvent.__table__))  # a Table, typed a FromClause by declarative
+    insert(OutboxEvent.__table__)
     .values(
         id=bindparam("id"),
         event_type=NEW_ORDER,

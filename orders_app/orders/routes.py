@@ -95,7 +95,9 @@ class UserOrders(MethodView):
     @blp.paginate(page_size=20, max_page_size=100)
     @blp.error(403, "Another user's orders (admins excepted)")
     @blp.error(404, "The user id is not a whole number")
-    def get(self, args: dict[str, Any], user_id: int, pagination_parameters: PaginationParameters) -> Listing:
+    def get(
+        self, args: dict[str, Any], user_id: int, pagination_parameters: PaginationParameters
+    ) -> Listing[OrderData]:
         """A user's orders, newest first; pagination in the X-Pagination header.
 
         Page by number (``page``, at most LIST_MAX_PAGE: deeper is a 422 unless the list is known

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from psycopg2.errors import ForeignKeyViolation
-from sqlalchemy import Select, Table, bindparam, func, select, tuple_, update
+from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -91,8 +91,8 @@ def order_total(items: Iterable[ItemInput]) -> Decimal:
     return sum((item["price"] * item["quantity"] for item in items), Decimal("0.00"))
 
 
-# Statements on the table, not the ORM's: a Table, which declarative typing calls a FromClause.
-_ORDERS = cast(Table, Order.__table__)
+# Statements on the table, not the ORM's.
+_ORDERS = Order.__table__
 # The table's defaults fill in the id and the status, PostgreSQL the timestamps; the row comes back whole.
 _INSERT_ORDER = insert(_ORDERS).returning(*_ORDERS.columns)
 
