@@ -1,11 +1,13 @@
 """Flask CLI commands: prestart, create-admin, set-admin, purge, reconcile, relay and worker."""
 
 import sys
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
 import redis
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from marshmallow import ValidationError
@@ -19,7 +21,7 @@ from .config import web_connections, web_workers
 from .database import create_database_if_missing
 from .events.relay import Relay
 from .extensions import db
-from .lifecycle import PeriodicTask
+from .lifecycle import GracefulStop, PeriodicTask
 from .metrics import serve_process_metrics
 from .models import User
 from .worker import run_worker
@@ -31,14 +33,14 @@ HOW_TO_START = {
 }
 
 
-def _redacted(url):
+def _redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
         parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
     return parts.geturl()
 
 
-def _unreachable(service, url, error):
+def _unreachable(service: str, url: str, error: BaseException | None) -> str:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return (
         f"{service} is not reachable at {_redacted(url)} ({first_line}).\n"
@@ -48,10 +50,10 @@ def _unreachable(service, url, error):
 
 @click.command("prestart")
 @with_appcontext
-def prestart():
+def prestart() -> None:
     """Check PostgreSQL, Redis and RabbitMQ, create the database if missing, migrate."""
     config = current_app.config
-    problems = []
+    problems: list[str] = []
     try:  # PostgreSQL's check: the service's database may not exist yet, unlike the probe's
         if create_database_if_missing(config["SQLALCHEMY_DATABASE_URI"]):
             click.echo("Created the database")
@@ -71,11 +73,11 @@ def prestart():
     upgrade()
 
 
-def warn_if_the_web_may_exceed_max_connections(config):
+def warn_if_the_web_may_exceed_max_connections(config: Mapping[str, Any]) -> None:
     """Warn when the web alone may open more connections than PostgreSQL accepts: under load,
     requests would then fail to connect instead of waiting for a pooled connection."""
     wanted = web_connections(config)
-    allowed = int(db.session.scalar(select(func.current_setting("max_connections"))))
+    allowed = int(db.session.execute(select(func.current_setting("max_connections"))).scalar_one())
     if wanted > allowed:
         options = config["SQLALCHEMY_ENGINE_OPTIONS"]
         click.echo(
@@ -88,14 +90,14 @@ def warn_if_the_web_may_exceed_max_connections(config):
         )
 
 
-def _email_argument(email):
+def _email_argument(email: str) -> str:
     try:
         return LowerCaseEmail().deserialize(email)
     except ValidationError as error:
         raise click.BadParameter(" ".join(error.messages), param_hint="EMAIL") from None
 
 
-def _commit_role_change(email):
+def _commit_role_change(email: str) -> None:
     """Commit; the user's tokens stop working once it is (tokens.is_revoked), Redis permitting."""
     try:
         db.session.commit()
@@ -114,7 +116,7 @@ def _commit_role_change(email):
     is_flag=True,
     help="Read a new user's password from the first line of stdin (scripts).",
 )
-def create_admin(email, password_stdin):
+def create_admin(email: str, password_stdin: bool) -> None:
     """Make EMAIL an admin, creating the user if it does not exist.
 
     A new user's password is prompted for, or read from stdin: never an argument, which
@@ -141,7 +143,7 @@ def create_admin(email, password_stdin):
 @with_appcontext
 @click.argument("email")
 @click.option("--revoke", is_flag=True, help="Take the admin rights away instead of granting them.")
-def set_admin(email, revoke):
+def set_admin(email: str, revoke: bool) -> None:
     """Grant an existing user EMAIL admin rights, or take them away with --revoke.
 
     The user's tokens stop working at the next request: they log in again with the new rights.
@@ -157,7 +159,7 @@ def set_admin(email, revoke):
 
 @click.command("purge")
 @with_appcontext
-def purge():
+def purge() -> None:
     """Delete published outbox events past their retention and expired idempotency keys, now
     (flask relay does it every HOUSEKEEPING_INTERVAL_SECONDS)."""
     deleted = housekeeping.purge()
@@ -169,7 +171,7 @@ def purge():
 
 @click.command("reconcile")
 @with_appcontext
-def reconcile():
+def reconcile() -> None:
     """Give overdue unprocessed orders their job again, once (flask relay does it every
     RECONCILE_INTERVAL_SECONDS)."""
     repaired = reconciler.reconcile()
@@ -178,7 +180,7 @@ def reconcile():
     click.echo(f"Gave {repaired} orders their job again")
 
 
-def relay_with_periodic_tasks(stop=None):
+def relay_with_periodic_tasks(stop: GracefulStop | None = None) -> Relay:
     """The relay as ``flask relay`` runs it: publishing, and between batches the reconciler and
     housekeeping, the periodic work every deployment needs, in the one process every deployment
     runs. Needs an app context."""
@@ -192,7 +194,7 @@ def relay_with_periodic_tasks(stop=None):
 
 @click.command("relay")
 @with_appcontext
-def relay():
+def relay() -> None:
     """Publish outbox events, reconcile, purge.
 
     Publishes outbox events to RabbitMQ until SIGTERM/SIGINT; between batches, reconciles every
@@ -207,13 +209,13 @@ def relay():
 
 @click.command("worker")
 @with_appcontext
-def worker():
+def worker() -> None:
     """Run an RQ worker (with its scheduler) on the orders queue until SIGTERM/SIGINT."""
     serve_process_metrics(current_app.config)
     tracing.setup("orders-worker")
     run_worker()
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     for command in (prestart, create_admin, set_admin, purge, reconcile, relay, worker):
         app.cli.add_command(command)

@@ -7,14 +7,21 @@ process reads ``web_workers`` before its gevent workers patch the standard libra
 ``Config`` is imported where a process without an app asks for one).
 """
 
+from __future__ import annotations
+
 import copy
 import logging
 import os
 import secrets
+from collections.abc import Mapping, MutableMapping
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from dotenv import find_dotenv, load_dotenv
+
+if TYPE_CHECKING:
+    from flask import Config
 
 # Plain environment variable -> Flask config key.
 PLAIN_VARIABLES = {
@@ -128,7 +135,7 @@ class Defaults:
     OPENAPI_SWAGGER_UI_CONFIG = {"persistAuthorization": False, "tryItOutEnabled": True}
 
 
-def load_config(config, overrides=None):
+def load_config(config: Config, overrides: Mapping[str, Any] | None = None) -> None:
     """Fill a Flask ``config`` in precedence order and normalise the values."""
     load_dotenv(find_dotenv(usecwd=True), override=False)  # the real environment wins
     # A copy: FLASK_<KEY>__<NESTED> settings change nested values in place, and must not change
@@ -162,7 +169,7 @@ def load_config(config, overrides=None):
     check_example_passwords(config)
 
 
-def load_standalone_config(overrides=None):
+def load_standalone_config(overrides: Mapping[str, Any] | None = None) -> Config:
     """The configuration of a process without a Flask app (the consumer), loaded as the app's is."""
     from flask import Config
 
@@ -171,18 +178,19 @@ def load_standalone_config(overrides=None):
     return config
 
 
-def web_workers():
-    """gunicorn's worker processes: ``WEB_CONCURRENCY``, else one per core."""
-    return int(os.environ.get("WEB_CONCURRENCY", os.cpu_count()))
+def web_workers() -> int:
+    """gunicorn's worker processes: ``WEB_CONCURRENCY``, else one per core (one if unknown)."""
+    return int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
 
 
-def web_connections(config):
+def web_connections(config: Mapping[str, Any]) -> int:
     """The most PostgreSQL connections the web may open: workers x (pool_size + max_overflow)."""
     options = config["SQLALCHEMY_ENGINE_OPTIONS"]
-    return web_workers() * (options["pool_size"] + options["max_overflow"])
+    per_worker: int = options["pool_size"] + options["max_overflow"]
+    return web_workers() * per_worker
 
 
-def psycopg2_url(url):
+def psycopg2_url(url: str) -> str:
     """Make a plain ``postgresql://`` URL mean psycopg2, whatever SQLAlchemy's default driver."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
@@ -190,7 +198,7 @@ def psycopg2_url(url):
     return url
 
 
-def check_production_safety(config):
+def check_production_safety(config: MutableMapping[str, Any]) -> None:
     """Refuse a missing, known or weak HMAC secret; in debug mode, use a random one instead.
 
     Never skipped: a public development secret would let anyone forge an admin's token.
@@ -212,7 +220,7 @@ def check_production_safety(config):
         )
 
 
-def weak_secret_problem(secret):
+def weak_secret_problem(secret: str) -> str | None:
     """Why ``secret`` must not sign tokens, or None."""
     if not secret:
         return "is missing"
@@ -225,7 +233,7 @@ def weak_secret_problem(secret):
     return None
 
 
-def check_example_passwords(config):
+def check_example_passwords(config: Mapping[str, Any]) -> None:
     """Outside debug mode, refuse the example passwords of the stack where this process sees them:
     in the connection URLs, and rq-dashboard's login when it is in the environment (``.env``)."""
     if config.get("DEBUG"):

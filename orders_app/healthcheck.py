@@ -13,6 +13,8 @@ import those when they run: ``url`` and ``file`` need only the standard library,
 every few seconds in every container.
 """
 
+from __future__ import annotations
+
 import argparse
 import base64
 import os
@@ -20,33 +22,39 @@ import socket
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Config
 
 TIMEOUT_SECONDS = 3
 HEARTBEAT_MAX_AGE = 60  # the loops touch the heartbeat at least every 30 s, outages included
 
 
-def url_answers(url):
+def url_answers(url: str) -> bool:
     request = urllib.request.Request(url)
     username, password = os.environ.get("RQ_DASHBOARD_USERNAME"), os.environ.get("RQ_DASHBOARD_PASSWORD")
     if username and password:  # the dashboard's login, in its own container's environment
         credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {credentials}")
     with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-        return 200 <= response.status < 300
+        status: int = response.status  # urlopen's answer is typed Any
+        return 200 <= status < 300
 
 
-def file_is_fresh(path, max_age):
+def file_is_fresh(path: str, max_age: float) -> bool:
     return time.time() - os.path.getmtime(path) <= max_age
 
 
-def service_config():
+def service_config() -> Config:
     """The service's configuration, loaded as its processes load it."""
     from orders_app.config import load_standalone_config
 
     return load_standalone_config()
 
 
-def rq_worker_can_work():
+def rq_worker_can_work() -> bool:
     """A worker of this host (container) is registered (its registration expires without
     heartbeats), and PostgreSQL answers: without it the worker cannot do its job."""
     from rq import Worker
@@ -61,7 +69,7 @@ def rq_worker_can_work():
     return True
 
 
-def process_check(command):
+def process_check(command: Sequence[str]) -> Callable[[], bool]:
     """The check (a callable) for a container whose main process runs ``command`` (its argv)."""
     programs = {os.path.basename(word) for word in command}
     if "gunicorn" in programs:
@@ -77,12 +85,12 @@ def process_check(command):
     return lambda: True  # a one-shot command (migrate): its exit status tells
 
 
-def main_process_command():
+def main_process_command() -> list[str]:
     with open("/proc/1/cmdline", "rb") as cmdline:
         return cmdline.read().decode().split("\0")[:-1]
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orders_app.healthcheck", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     checks = parser.add_subparsers(dest="check", required=True)
@@ -103,9 +111,9 @@ def main(argv=None):
         else:
             healthy = process_check(main_process_command())()
     except Exception as error:  # any failure to check means "unhealthy"
-        print(f"unhealthy: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"unhealthy: {type(error).__name__}: {error}", file=sys.stderr)  # noqa: T201  # the check's answer
         return 1
-    print("healthy" if healthy else "unhealthy")
+    print("healthy" if healthy else "unhealthy")  # noqa: T201  # the check's answer
     return 0 if healthy else 1
 
 

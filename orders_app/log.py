@@ -11,18 +11,22 @@ orjson (gunicorn's master process loads it before gevent patches, see ``gunicorn
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from typing import TextIO
 
 import orjson
 
 # Set by ``orders_app.tracing`` when traces are on: the active span's ``trace_id`` and ``span_id``
 # (an empty dict without one), added to every line. Off, it is None: one comparison per line.
-span_ids = None
+span_ids: Callable[[], dict[str, str]] | None = None
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 order_id_var: ContextVar[str | None] = ContextVar("order_id", default=None)
+# What ``set_log_context`` returns and ``reset_log_context`` restores.
+LogContextTokens = list[tuple[ContextVar[str | None], Token[str | None]]]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [request %(request_id)s, order %(order_id)s] %(message)s"
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged too.
@@ -31,7 +35,7 @@ _RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) 
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
-def set_log_context(request_id=None, order_id=None):
+def set_log_context(request_id: object = None, order_id: object = None) -> LogContextTokens:
     """From now on log lines carry these ids (``None`` keeps the current one); returns the tokens
     that ``reset_log_context`` restores the previous ones with."""
     return [
@@ -41,13 +45,13 @@ def set_log_context(request_id=None, order_id=None):
     ]
 
 
-def reset_log_context(tokens):
+def reset_log_context(tokens: LogContextTokens) -> None:
     for var, token in reversed(tokens):
         var.reset(token)
 
 
 @contextmanager
-def log_context(request_id=None, order_id=None):
+def log_context(request_id: object = None, order_id: object = None) -> Iterator[None]:
     """Within the block, log lines carry these ids (``None`` keeps the current one)."""
     tokens = set_log_context(request_id, order_id)
     try:
@@ -57,7 +61,7 @@ def log_context(request_id=None, order_id=None):
 
 
 class ContextFilter(logging.Filter):
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = getattr(record, "request_id", None) or request_id_var.get()
         record.order_id = getattr(record, "order_id", None) or order_id_var.get()
         if span_ids is not None:
@@ -71,8 +75,8 @@ class JsonFormatter(logging.Formatter):
     Written by orjson, faster than ``json.dumps`` (docs/decisions/0020, docs/performance.md).
     """
 
-    def format(self, record):
-        entry = {
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
@@ -91,7 +95,7 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(entry, default=str)
 
 
-class _Handler(logging.StreamHandler):
+class _Handler(logging.StreamHandler[TextIO]):
     """The service's handler on the root logger: told apart so it is installed once, and
     writing to whatever ``sys.stderr`` is at the time (redirected, or captured by pytest).
 
@@ -101,22 +105,22 @@ class _Handler(logging.StreamHandler):
     """
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value):
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
-def make_handler(log_format):
+def make_handler(log_format: str) -> logging.Handler:
     handler = _Handler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter())
     return handler
 
 
-def configure_logging(level, log_format="json"):
+def configure_logging(level: int | str, log_format: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Handler)] + [make_handler(log_format)]
     root.setLevel(level)

@@ -82,7 +82,7 @@ def setup(service: str) -> None:
     for path in INSTRUMENTATIONS[service]:
         module, name = path.rsplit(".", 1)
         getattr(importlib.import_module(f"opentelemetry.instrumentation.{module}"), name)().instrument()
-    service_log.span_ids = span_ids  # type: ignore[assignment]  # TEMPORARY: log.py is typed after the logging merge
+    service_log.span_ids = span_ids
     enabled = True
 
 
