@@ -17,6 +17,7 @@ from orders_app.worker import make_worker
 
 from support.client import place_order
 from support.commands import WORKER, start_process
+from support.jobs import run_jobs
 from support.metrics import metered, scrape_url
 from support.polling import wait_for
 
@@ -122,3 +123,12 @@ def test_the_worker_fails_any_job_but_process_order_without_running_it(
     assert not marker.exists()
     unprocessed = [client.get(f"/orders/{order['id']}/", headers=alice["headers"]).json for order in orders]
     assert [order["processed_at"] for order in unprocessed] == [None] * len(orders)
+
+
+def test_a_job_written_without_a_timeout_runs_instead_of_stopping_the_worker(app, client, alice, rq_redis):
+    """Whoever can write to Redis could leave out a job's timeout: the worker once quit on it."""
+    order = place_order(client, alice["headers"])
+    job = enqueue_process_order(app.config, rq_redis, order["id"], request_id=None)
+    rq_redis.hdel(job.key, "timeout")
+    run_jobs(app, rq_redis)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED

@@ -108,6 +108,6 @@ class Worker(SimpleWorker):
         registry maintenance (``StartedJobRegistry.cleanup``, which the reconciler runs) then retries
         it. RQ's own margin for this, a minute, suits forked work horses that heartbeat while working.
         """
-        # None for a job written to Redis without a timeout (job_queue always sets one): int() then
-        # raises, and the worker quits.
-        return int(job.timeout) + self.abandoned_grace_seconds  # type: ignore[arg-type]
+        if job.timeout is None:  # not as job_queue writes jobs: RQ's own margin (never a crash)
+            return int(super().get_heartbeat_ttl(job, working_time))
+        return int(job.timeout) + self.abandoned_grace_seconds
