@@ -2,10 +2,9 @@
 
 import enum
 import uuid
-from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -135,25 +134,3 @@ Index(
 )
 # Housekeeping's work list: events published long enough ago.
 Index("ix_outbox_events_published_at", OutboxEvent.published_at)
-
-
-class OrderRecord(Protocol):
-    """An order as read from the database: an ``Order``, or a row of the orders table (the hot
-    paths read plain rows)."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def user_id(self) -> int: ...
-    @property
-    def items(self) -> Sequence[Mapping[str, Any]]: ...  # ``ItemData``, as stored (JSONB)
-    @property
-    def total_price(self) -> Decimal: ...
-    @property
-    def status(self) -> OrderStatus: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
-    @property
-    def processed_at(self) -> datetime | None: ...

@@ -1,12 +1,13 @@
 """The ``new_order`` event: the message body the relay publishes and the consumer validates."""
 
 import uuid
-from typing import TypedDict
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, TypedDict
 
 from marshmallow import fields, validate
 
 from ..http import REQUEST_ID_PATTERN
-from ..models import OrderRecord
 from ..money import Money, money_text
 from ..schemas import Schema
 from .topology import NEW_ORDER
@@ -38,7 +39,20 @@ class NewOrderEvent(TypedDict):
     request_id: str | None
 
 
-def new_order_event(order: OrderRecord, request_id: str | None) -> NewOrderEvent:
+class AnnouncedOrder(Protocol):
+    """What the event tells of an order (the model, or a row of the orders table)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def total_price(self) -> Decimal: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def new_order_event(order: AnnouncedOrder, request_id: str | None) -> NewOrderEvent:
     """The event body announcing ``order``, as JSON-ready data: ``NewOrderEventSchema``'s output
     (tests/test_order_format.py), written directly, as creating an order is the API's hot path."""
     return {

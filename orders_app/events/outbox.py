@@ -10,8 +10,8 @@ from sqlalchemy import bindparam, func, insert, select
 
 from .. import tracing
 from ..extensions import db
-from ..models import OrderRecord, OutboxEvent
-from .messages import new_order_event
+from ..models import OutboxEvent
+from .messages import AnnouncedOrder, new_order_event
 from .topology import NEW_ORDER
 
 NOTIFY_CHANNEL = "outbox"
@@ -30,7 +30,7 @@ _INSERT_EVENT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(
 )
 
 
-def add_new_order_event(order: OrderRecord, request_id: str | None) -> None:
+def add_new_order_event(order: AnnouncedOrder, request_id: str | None) -> None:
     """Write the ``new_order`` event of ``order`` in the current transaction."""
     body = new_order_event(order, request_id)
     db.session.execute(

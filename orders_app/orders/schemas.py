@@ -6,14 +6,14 @@ Validation is strict and never coerces: 1.5 or "2" is not a quantity, 1.005 is n
 import base64
 import binascii
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar
 
 from marshmallow import ValidationError, fields, pre_load, validate
 
-from ..models import OrderRecord, OrderStatus
+from ..models import OrderStatus
 from ..money import Money, money_text
 from ..schemas import Schema
 
@@ -105,7 +105,28 @@ class OrderSchema(Schema):
         return obj
 
 
-def order_data(order: OrderRecord) -> OrderData:
+class StoredOrder(Protocol):
+    """An order read from the database: the model, or a row of the orders table."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def items(self) -> Sequence[Mapping[str, Any]]: ...  # ``ItemData``, as stored (JSONB)
+    @property
+    def total_price(self) -> Decimal: ...
+    @property
+    def status(self) -> OrderStatus: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def processed_at(self) -> datetime | None: ...
+
+
+def order_data(order: StoredOrder) -> OrderData:
     """An order (a model, or a row with the same attributes) as ``OrderSchema``'s fields write it:
     exactly what marshmallow would (tests/test_order_format.py pins it), several times faster (a page
     of 20 orders spent a fifth of its time in marshmallow)."""
