@@ -47,7 +47,15 @@ from psycopg2.sql import SQL, Identifier
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from bench/: make the service importable
 
-from report import markdown, markdown_steady, report, summarise, update_page  # noqa: E402
+from report import (  # noqa: E402
+    judge_pipeline,
+    markdown,
+    markdown_steady,
+    pipeline_table,
+    report,
+    summarise,
+    update_page,
+)
 
 from orders_app.config import Defaults  # noqa: E402
 from orders_app.events.topology import Topology  # noqa: E402
@@ -75,7 +83,6 @@ PAGE_SIZE = 20
 LATER_PAGE_AT = 0.9  # "a later page": the one holding the order this far down the user's list
 DEEPEST_PAGE = Defaults.LIST_MAX_PAGE  # the deepest page a page number reaches (an OFFSET)
 CACHED_ORDERS = 2_000
-PIPELINE_WORKERS = 4
 LATENCY_SAMPLES = 100
 MAX_ERROR_RATIO = 0.001
 # Logins per second per web worker during the storm: real argon2id hashes (~0.1 s of CPU each),
@@ -212,6 +219,51 @@ def descendants(pid):
         found += below
         pending += below
     return found
+
+
+# The servers' processes, by /proc/<pid>/comm; everything else the stack runs is below `make run`.
+SERVER_COMMANDS = {
+    "postgres": "PostgreSQL",
+    "redis-server": "Redis",
+    "beam.smp": "RabbitMQ",
+    "erl_child_setup": "RabbitMQ",
+    "epmd": "RabbitMQ",
+    "inet_gethost": "RabbitMQ",
+}
+STACK_ROLES = ("web", "relay", "consumer", "worker", "dashboard", "runner", "PostgreSQL", "Redis", "RabbitMQ")
+
+
+def role_of(pid):
+    """Which process of the Procfile a process below `make run` belongs to, by its command line
+    (each Procfile command execs its program); `make`, the shells, dotenv and the runner: "runner"."""
+    try:
+        words = [Path(word).name for word in Path(f"/proc/{pid}/cmdline").read_text().split("\0") if word]
+    except OSError:
+        return None
+    for program, name in (("gunicorn", "web"), ("rq-dashboard", "dashboard")):
+        if program in words:
+            return name
+    if "flask" in words and words[-1] in ("relay", "worker"):
+        return words[-1]
+    if words[-2:] == ["-m", "consumer"]:
+        return "consumer"
+    return "runner"
+
+
+def stack_cpu(make_pid):
+    """CPU seconds so far of every process of the stack, by role: the processes below `make run`
+    and the servers' (all of their processes: on a quiet machine, this stack is all they serve)."""
+    table = process_table()
+    cpu = dict.fromkeys(STACK_ROLES, 0.0)
+    for pid in [make_pid, *descendants(make_pid)]:
+        if (name := role_of(pid)) and pid in table:
+            cpu[name] += table[pid][1]
+    for pid, (_, seconds) in table.items():
+        with suppress(OSError):
+            command = Path(f"/proc/{pid}/comm").read_text().strip()
+            if command in SERVER_COMMANDS:
+                cpu[SERVER_COMMANDS[command]] += seconds
+    return cpu
 
 
 def alive(pid):
@@ -682,27 +734,33 @@ def pipeline_latency(base_url, tokens):
     }
 
 
-def pipeline_throughput(base_url, requests):
-    """Orders created by wrk as fast as the web answers for WRK_SECONDS, then processed: does the
-    pipeline keep up with the web? created/s = orders / (last created - first created), drained/s
-    = orders / (last processed - first created); the server's clock (wrk's own count leaves out
-    the requests still in flight when it stops)."""
+def pipeline_throughput(base_url, requests, make_pid):
+    """Orders created by wrk as fast as the web answers for WRK_SECONDS, then processed, under
+    `make run` (one worker): does the pipeline keep up with the web, and what does an order cost
+    the whole stack? created/s = orders / (last created - first created), drained/s = orders /
+    (last processed - first created), on the server's clock (wrk's own count leaves out the
+    requests still in flight when it stops); CPU per order = each role's CPU from wrk's start
+    until the last order is processed, ÷ the orders."""
     (since,) = query("SELECT now()")[0]
+    cpu_before = stack_cpu(make_pid)
     run = wrk(base_url, requests, WRK_SECONDS)
     pending = "SELECT count(*) FROM orders WHERE processed_at IS NULL AND created_at >= %s"
     wait_until(lambda: query(pending, (since,))[0][0] == 0, timeout=600, interval=0.25, what="processing")
+    cpu_after = stack_cpu(make_pid)
     count, create_seconds, drain_seconds = query(
         "SELECT count(*), extract(epoch FROM max(created_at) - min(created_at)), "
         "extract(epoch FROM max(processed_at) - min(created_at)) FROM orders WHERE created_at >= %s",
         (since,),
     )[0]
+    cpu_ms = {name: round((cpu_after[name] - cpu_before[name]) * 1000 / count, 3) for name in STACK_ROLES}
     return {
         "orders": count,
-        "workers": PIPELINE_WORKERS,
+        "workers": 1,
         "create_seconds": round(float(create_seconds), 2),
         "drain_seconds": round(float(drain_seconds), 2),
         "created_per_second": round(count / float(create_seconds), 1),
         "drained_per_second": round(count / float(drain_seconds), 1),
+        "cpu_ms_per_order": {**cpu_ms, "total": round(sum(cpu_ms.values()), 3)},
         "wrk": run,
     }
 
@@ -733,10 +791,12 @@ def pipeline_scenarios(workdir, orders, tokens):
     create = request_file(workdir, "pipeline-create", request_lines(orders, tokens)["create"])
     results = {}
     clear_backlog()
-    with pipeline(workdir, free_port(), workers=PIPELINE_WORKERS, delay=0) as base_url:
+    port = free_port()
+    with make_run(port, Path(workdir) / "pipeline-make-run.log") as make:
+        base_url = f"http://127.0.0.1:{port}"
         results["latency"] = pipeline_latency(base_url, token_list)
         log(f"pipeline latency: {results['latency']}")
-        results["throughput"] = pipeline_throughput(base_url, create)
+        results["throughput"] = pipeline_throughput(base_url, create, make.pid)
         log(f"pipeline throughput: {results['throughput']}")
     results["workers"] = pipeline_workers(workdir, token_list)
     log(f"pipeline workers: {results['workers']}")
@@ -851,6 +911,15 @@ def main():
             storm = login_storm_scenario(workdir, orders, tokens)
             output = BENCH / "results" / f"{meta['date']}-login_storm.json"
             output.write_text(json.dumps({"meta": meta, "login_storm": storm}, indent=2) + "\n")
+            log(f"results in {output.relative_to(ROOT)}")
+            return
+        if sys.argv[1:] == ["pipeline"]:
+            pipeline_results = pipeline_scenarios(workdir, orders, tokens)
+            output = BENCH / "results" / f"{meta['date']}-pipeline.json"
+            output.write_text(
+                json.dumps({"meta": meta, "pipeline": judge_pipeline(pipeline_results)}, indent=2) + "\n"
+            )
+            print("\n".join(pipeline_table(judge_pipeline(pipeline_results))))
             log(f"results in {output.relative_to(ROOT)}")
             return
         if sys.argv[1:] == ["steady"]:
