@@ -514,84 +514,6 @@ def http_scenarios(workdir, orders, tokens, deep_users):
     return runs, listing
 
 
-# --- a steady rate -----------------------------------------------------------------------------
-
-
-def mix_capacity(summary):
-    """The requests/s the STEADY_MIX would reach at saturation, from each kind's own throughput
-    (a mix spends each kind's share of a second at that kind's cost); a status change has no
-    scenario of its own and is priced as a create (both a write and a commit)."""
-    return 1 / sum(
-        share / summary[STEADY_PRICED_AS[name]]["requests_per_second"] for name, share in STEADY_MIX.items()
-    )
-
-
-def steady_requests(orders, tokens):
-    """Each kind of the mix's requests, as bench/steady.py takes them; status changes set orders
-    outside the cached set PAID, each once."""
-    lines = request_lines(orders, tokens)
-    patch = json.dumps({"status": "PAID"})
-    return {
-        "get_cached": {"requests": [[*line, None] for line in lines["get_cached"]]},
-        "list_user": {"requests": [[*line, None] for line in lines["list_user"]]},
-        "create": {"requests": [[*line, ORDER_BODY] for line in lines["create"]]},
-        "change_status": {
-            "requests": [
-                ["PATCH", f"/orders/{order}/", tokens[user], patch] for order, user in orders[CACHED_ORDERS:]
-            ],
-            "once": True,
-        },
-    }
-
-
-def steady_scenario(workdir, orders, tokens, capacity):
-    """The mix at STEADY_LOAD × ``capacity`` requests/s, sent at that rate whatever the latency
-    (bench/steady.py), against the web alone as the HTTP scenarios measure it."""
-    rate = round(STEADY_LOAD * capacity)
-    requests = steady_requests(orders, tokens)
-    spec = {
-        "rate": rate,
-        "seconds": STEADY_SECONDS,
-        "warmup_seconds": WARMUP_SECONDS,
-        "connections": STEADY_CONNECTIONS,
-        "mix": {name: {"weight": share, **requests[name]} for name, share in STEADY_MIX.items()},
-    }
-    port = free_port()
-    with gunicorn("wsgi:app", port, Path(workdir) / "steady-web.log"):
-        spec["url"] = url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
-        warm_cache(url, orders[:CACHED_ORDERS], tokens)
-        spec_file = Path(workdir) / "steady.json"
-        spec_file.write_text(json.dumps(spec))
-        output = subprocess.run(
-            [sys.executable, str(BENCH / "steady.py"), str(spec_file)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    result = {"capacity_per_second": round(capacity, 1), "load": STEADY_LOAD, **json.loads(output)}
-    log(f"steady rate: {result}")
-    return result
-
-
-def capacity_alone(workdir, orders, tokens):
-    """Each kind's throughput, one wrk run each, for a steady run without the HTTP scenarios."""
-    lines = request_lines(orders, tokens)
-    port = free_port()
-    summary = {}
-    with gunicorn("wsgi:app", port, Path(workdir) / "capacity-web.log"):
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
-        for name in set(STEADY_PRICED_AS.values()):
-            requests = request_file(workdir, name, lines[name])
-            wrk(url, requests, WARMUP_SECONDS)
-            if name == "get_cached":
-                warm_cache(url, orders[:CACHED_ORDERS], tokens)
-            summary[name] = wrk(url, requests, WRK_SECONDS)
-            log(f"capacity {name}: {summary[name]}")
-    return summary
-
-
 # --- make run ----------------------------------------------------------------------------------
 
 
@@ -611,9 +533,10 @@ def make_run(port, logfile):
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
     def serving():
+        """The web ready, and the other processes started: each serves its port once it runs."""
         if make.poll() is not None:
             raise RuntimeError(f"make run exited; see {logfile}")
-        return http_ok(f"http://127.0.0.1:{port}/health/ready")
+        return http_ok(f"http://127.0.0.1:{port}/health/ready") and all(map(port_open, ports.values()))
 
     try:
         wait_until(serving, timeout=120, what="make run")
@@ -648,6 +571,84 @@ def make_run_scenario(workdir, orders, tokens):
             runs[name] = wrk(url, requests, WRK_SECONDS)
             log(f"make run {name}: {runs[name]}")
     return runs
+
+
+# --- a steady rate -----------------------------------------------------------------------------
+
+
+def mix_capacity(summary):
+    """The requests/s the STEADY_MIX would reach at saturation, from each kind's own throughput
+    (a mix spends each kind's share of a second at that kind's cost); a status change has no
+    scenario of its own and is priced as a create (both a write and a commit)."""
+    return 1 / sum(
+        share / summary[STEADY_PRICED_AS[name]]["requests_per_second"] for name, share in STEADY_MIX.items()
+    )
+
+
+def steady_requests(orders, tokens):
+    """Each kind of the mix's requests, as bench/steady.py takes them; status changes set orders
+    outside the cached set PAID, each once."""
+    lines = request_lines(orders, tokens)
+    patch = json.dumps({"status": "PAID"})
+    return {
+        "get_cached": {"requests": [[*line, None] for line in lines["get_cached"]]},
+        "list_user": {"requests": [[*line, None] for line in lines["list_user"]]},
+        "create": {"requests": [[*line, ORDER_BODY] for line in lines["create"]]},
+        "change_status": {
+            "requests": [
+                ["PATCH", f"/orders/{order}/", tokens[user], patch] for order, user in orders[CACHED_ORDERS:]
+            ],
+            "once": True,
+        },
+    }
+
+
+def steady_scenario(workdir, orders, tokens, capacity):
+    """The mix at STEADY_LOAD × ``capacity`` requests/s, sent at that rate whatever the latency
+    (bench/steady.py), under `make run`: the pipeline processes the mix's new orders meanwhile."""
+    rate = round(STEADY_LOAD * capacity)
+    requests = steady_requests(orders, tokens)
+    spec = {
+        "rate": rate,
+        "seconds": STEADY_SECONDS,
+        "warmup_seconds": WARMUP_SECONDS,
+        "connections": STEADY_CONNECTIONS,
+        "mix": {name: {"weight": share, **requests[name]} for name, share in STEADY_MIX.items()},
+    }
+    port = free_port()
+    clear_backlog()  # the earlier scenarios' orders: not processed while this measures
+    with make_run(port, Path(workdir) / "steady-make-run.log"):
+        spec["url"] = url = f"http://127.0.0.1:{port}"
+        warm_cache(url, orders[:CACHED_ORDERS], tokens)
+        spec_file = Path(workdir) / "steady.json"
+        spec_file.write_text(json.dumps(spec))
+        output = subprocess.run(
+            [sys.executable, str(BENCH / "steady.py"), str(spec_file)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    result = {"capacity_per_second": round(capacity, 1), "load": STEADY_LOAD, **json.loads(output)}
+    log(f"steady rate: {result}")
+    return result
+
+
+def capacity_alone(workdir, orders, tokens):
+    """Each kind's throughput, one wrk run each, for a steady run without the HTTP scenarios."""
+    lines = request_lines(orders, tokens)
+    port = free_port()
+    summary = {}
+    with gunicorn("wsgi:app", port, Path(workdir) / "capacity-web.log"):
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
+        for name in set(STEADY_PRICED_AS.values()):
+            requests = request_file(workdir, name, lines[name])
+            wrk(url, requests, WARMUP_SECONDS)
+            if name == "get_cached":
+                warm_cache(url, orders[:CACHED_ORDERS], tokens)
+            summary[name] = wrk(url, requests, WRK_SECONDS)
+            log(f"capacity {name}: {summary[name]}")
+    return summary
 
 
 # --- pipeline ----------------------------------------------------------------------------------
