@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypedDict, TypeVar
 
 from marshmallow import ValidationError, fields, pre_load, validate
 
+from ..events.messages import AnnouncedOrder
 from ..models import OrderStatus
 from ..money import Money, money_text
 from ..schemas import Schema
@@ -105,21 +106,14 @@ class OrderSchema(Schema):
         return obj
 
 
-class StoredOrder(Protocol):
-    """An order read from the database: the model, or a row of the orders table."""
+class StoredOrder(AnnouncedOrder, Protocol):
+    """An order read from the database: the model, or a row of the orders table; what its
+    ``new_order`` event tells of it, and the rest."""
 
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def user_id(self) -> int: ...
     @property
     def items(self) -> Sequence[Mapping[str, Any]]: ...  # ``ItemData``, as stored (JSONB)
     @property
-    def total_price(self) -> Decimal: ...
-    @property
     def status(self) -> OrderStatus: ...
-    @property
-    def created_at(self) -> datetime: ...
     @property
     def updated_at(self) -> datetime: ...
     @property
