@@ -31,7 +31,8 @@ from honcho.environ import expand_processes, parse_procfile
 from honcho.printer import Message, Printer
 
 KILL_WAIT = 5.0  # seconds from SIGTERM to SIGKILL, as honcho
-READ_SIZE = 65536
+READ_SIZE = 65536  # a pipe's whole buffer
+READ_INTERVAL = 0.02  # seconds at least between two reads of the output: its lines come together
 STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 SYSTEM = "system"
 
@@ -120,11 +121,13 @@ class Runner:
         timeout = None if self.kill_at is None else max(0.0, self.kill_at - time.monotonic())
         ready = self.selector.select(timeout)
         self.now = datetime.datetime.now()
+        output = False
         for key, _ in ready:
             if key.data is None:
                 self.signalled(os.read(key.fd, READ_SIZE))
             else:
                 self.read(key.data)
+                output = True
         if self.reap:
             self.reap = False
             for child in self.children:
@@ -134,6 +137,8 @@ class Runner:
             self.kill_at = float("inf")
             self.signal_all(signal.SIGKILL)
         self.turn.end()
+        if output:
+            time.sleep(READ_INTERVAL)
 
     def read(self, child: Child) -> None:
         data = os.read(child.output.fileno(), READ_SIZE)
