@@ -134,7 +134,7 @@ class Runner:
                 if not child.stopped and child.popen.poll() is not None:
                     self.ended(child)
         if self.kill_at is not None and time.monotonic() >= self.kill_at:
-            self.kill_at = float("inf")
+            self.kill_at = None  # SIGKILL once: no process outlasts it
             self.signal_all(signal.SIGKILL)
         self.turn.end()
         if output:
