@@ -63,6 +63,8 @@ class Turn:
 
 @dataclass
 class Child:
+    """A process of the Procfile, and how far the runner is with it."""
+
     name: str
     colour: str
     popen: "subprocess.Popen[bytes]"
@@ -77,6 +79,8 @@ def _wake(signum: int, frame: FrameType | None) -> None:
 
 
 class Runner:
+    """The Procfile's processes, their output on ``terminal``, until all have stopped."""
+
     def __init__(self, procfile: Path, terminal: TextIO) -> None:
         self.processes = expand_processes(parse_procfile(procfile.read_text()).processes)
         self.turn = Turn(terminal)
