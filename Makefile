@@ -33,13 +33,13 @@ lock: install
 	umask 077 && $(PYTHON) -c 'import re, secrets; print(re.sub(r"^(JWT_SECRET_KEY|\w+_PASSWORD)=.*", lambda m: f"{m[1]}={secrets.token_hex(24)}", open(".env.example").read(), flags=re.M), end="")' > $@
 	@echo "Wrote .env (from .env.example, with a new random JWT_SECRET_KEY and passwords)"
 
-# The real environment wins over .env: `dotenv run --no-override` fills in only what is unset,
-# and honcho gets no env file (it would load .env over the environment).
+# The real environment wins over .env: `dotenv run --no-override` fills in only what is unset.
 WITH_DOTENV := $(BIN)/dotenv --file .env run --no-override
 
+# The Procfile's processes, each line prefixed with its name (orders_app/procfile_runner.py).
 run: install .env
 	$(WITH_DOTENV) $(BIN)/flask --app orders_app prestart
-	$(WITH_DOTENV) $(BIN)/honcho start --env /dev/null
+	$(WITH_DOTENV) $(BIN)/python -m orders_app.procfile_runner
 
 # Branch coverage of orders_app, consumer, gunicorn.conf.py and wsgi.py, the processes the tests
 # start included (pyproject.toml); below COVERAGE_MIN percent the run fails (the suite reaches 99 %;

@@ -53,7 +53,7 @@ PROCESSING_DELAY_SECONDS=30
 
 
 # The Procfile's processes that stop gracefully on SIGTERM: not rq-dashboard, a third-party server
-# that leaves SIGTERM to its default action (honcho reports it killed, rc=-15).
+# that leaves SIGTERM to its default action (the runner reports it killed, rc=-15).
 GRACEFUL = [line.partition(":")[0] for line in Path(ROOT, "Procfile").read_text().splitlines()]
 GRACEFUL.remove("dashboard")
 
@@ -207,7 +207,7 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
         assert b"redis://" not in command_line(dashboard)
         dashboard_sees_the_exported_redis(environment["RQ_DASHBOARD_PORT"])
         # A lone request's line reaches the terminal by itself (the web writes at once when idle,
-        # honcho re-prints at once): a buffered line would wait for more output, forever here.
+        # the runner re-prints at once): a buffered line would wait for more output, forever here.
         request_id = f"make-run-{signum.name}"
         assert stack.call("GET", "/health", headers={"X-Request-ID": request_id})[0] == 200
         wait_for(lambda: request_id in log.read_text(), timeout=15, message="the request's line")
@@ -228,13 +228,13 @@ def test_make_run_uses_the_exported_environment_over_dotenv(database, broker, ch
         with contextlib.suppress(ProcessLookupError):  # unless it already ended
             os.killpg(make.pid, signum)
         make.wait(timeout=40)
-    assert len(processes) >= 6, "honcho and the five processes of the Procfile, at least"
+    assert len(processes) >= 6, "the runner and the five processes of the Procfile, at least"
     wait_for(
         lambda: not any(alive(pid) for pid in processes),
         timeout=30,
         message=f"every process to exit; the output:\n{log.read_text()[-3000:]}",
     )
-    # Each handled honcho's SIGTERM and exited 0 (the Procfile's exec: no shell in between to be killed).
+    # Each handled the runner's SIGTERM and exited 0 (the Procfile's exec: no shell in between to be killed).
     output = log.read_text()
     exits = dict(re.findall(r"(\w+)\.1 stopped \(rc=(-?\d+)\)", output))
     assert {name: exits.get(name) for name in GRACEFUL} == dict.fromkeys(GRACEFUL, "0"), output[-3000:]
