@@ -170,7 +170,7 @@ def markdown_steady(steady):
 
 def make_run_table(make_run):
     lines = [
-        "| `make run` (honcho) | requests/s | on gunicorn alone | × gunicorn | p99 ms (gunicorn alone) |",
+        "| `make run` | requests/s | on gunicorn alone | × gunicorn | p99 ms (gunicorn alone) |",
         "|---|---|---|---|---|",
     ]
     for name, row in make_run.items():

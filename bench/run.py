@@ -6,7 +6,7 @@ limiting off) on a database, Redis db and RabbitMQ names of its own, seeds users
 scenarios), and measures with wrk (2 threads, 64 connections, a warm-up then WRK_SECONDS per
 run) every HTTP scenario ROUNDS times, interleaved with the baseline (bench/baseline_app.py,
 same gunicorn configuration); each run also records the CPU time of the web workers. Then: the
-same cache reads under `make run` (honcho relays every log line), the pipeline (relay ->
+same cache reads under `make run` (its runner relays every log line), the pipeline (relay ->
 consumer -> workers), and cache reads during a login storm. Writes bench/results/<date>.json,
 prints markdown tables and puts them into docs/performance.md (bench/report.py judges the targets and
 writes the tables). ``python bench/run.py login_storm`` runs only the login storm (results in
@@ -554,7 +554,7 @@ def make_run(port, logfile):
 
 
 def make_run_scenario(workdir, orders, tokens):
-    """/health and get_cached once each under `make run`, whose honcho re-prints every log line."""
+    """/health and get_cached once each under `make run`, whose runner re-prints every log line."""
     clear_backlog()  # the create scenario's orders: not processed while this measures
     lines = request_lines(orders, tokens)
     files = {

@@ -15,7 +15,7 @@ Its grace (20 s) is far longer than the pipeline takes, a broker restart on two 
 included, so a consumer that never comes back or a relay that stops publishing leaves orders the
 reconciler repairs outside that set: the test fails.
 
-Real processes, started one by one (not under honcho, which stops everything when one dies),
+Real processes, started one by one (not under `make run`, whose runner stops everything when one dies),
 reaching PostgreSQL, and a RabbitMQ node of the test's own, through TCP proxies.
 """
 
