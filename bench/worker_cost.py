@@ -1,7 +1,7 @@
 """What an RQ worker costs per ``process_order`` job: CPU, Redis commands and round trips,
 PostgreSQL statements and commits.
 
-    python bench/worker_cost.py [N] [--rounds R] [--instructions]
+    python bench/worker_cost.py [N] [--rounds R] [--instructions] [--output FILE]
 
 On a database, Redis db and names of its own (BENCH_DATABASE, BENCH_REDIS_URL, BENCH_NAMESPACE,
 as ``make bench``), N orders are inserted unprocessed and their jobs enqueued with the service's
@@ -15,7 +15,7 @@ round measures:
 - ``in_process``: the worker in this process (``make_worker``, burst mode, with the scheduler),
   its Redis connections' class wrapped to count commands and round trips (a pipeline is one),
   SQLAlchemy's events counting statements and pool checkouts (each one a pre-ping ``SELECT 1``);
-  and its CPU time (``time.process_time``).
+  its CPU time (``time.process_time``) and its PostgreSQL backend's.
 
 Then the idle worker's CPU a second (the scheduler thread polling, heartbeats). With
 ``--instructions`` the in-process run is also counted under callgrind (machine instructions per
@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,7 +61,7 @@ from sqlalchemy import event  # noqa: E402
 from orders_app import create_app  # noqa: E402
 from orders_app.config import Defaults  # noqa: E402
 from orders_app.extensions import cache_redis, db  # noqa: E402
-from orders_app.job_queue import enqueue_process_order  # noqa: E402
+from orders_app.job_queue import enqueue_process_order, job_id  # noqa: E402
 from orders_app.worker import make_worker  # noqa: E402
 
 UNDER_CALLGRIND = "BENCH_UNDER_CALLGRIND"
@@ -71,6 +71,7 @@ JOB_CONFIG = {
     name: getattr(Defaults, name) for name in ("RQ_QUEUE", "JOB_TIMEOUT_SECONDS", "JOB_RETRY_INTERVALS")
 }
 OWN_TRANSACTIONS = 0
+OWN_CONNECTION = None
 
 
 class CountingConnection(redis.Connection):
@@ -94,11 +95,14 @@ class CountingConnection(redis.Connection):
 
 
 def sql(statement, parameters=()):
-    """The rows of one statement on the bench database, in its own connection and transaction
-    (counted: the database's commits are the worker's and these)."""
-    global OWN_TRANSACTIONS
+    """The rows of one statement on the bench database, in autocommit on this script's one
+    connection (counted: the database's commits are the worker's and these)."""
+    global OWN_CONNECTION, OWN_TRANSACTIONS
+    if OWN_CONNECTION is None:
+        OWN_CONNECTION = psycopg2.connect(DATABASE_URL)
+        OWN_CONNECTION.autocommit = True
     OWN_TRANSACTIONS += 1
-    with closing(psycopg2.connect(DATABASE_URL)) as connection, connection, connection.cursor() as cursor:
+    with OWN_CONNECTION.cursor() as cursor:
         cursor.execute(statement, parameters)
         return cursor.fetchall() if cursor.description else []
 
@@ -125,15 +129,19 @@ def unprocessed(order_ids):
     )[0][0]
 
 
-def wait_processed(order_ids, timeout=300):
-    wait_until(
-        lambda: unprocessed(order_ids) == 0, timeout=timeout, interval=0.05, what="every order processed"
-    )
+def wait_processed(connection, order_ids, timeout=300):
+    """Until the job of the last of ``order_ids`` finished (one worker runs them in order): read
+    in Redis, so that waiting adds nothing to the database's commits."""
+    finished = f"rq:finished:{JOB_CONFIG['RQ_QUEUE']}"
+    last = job_id(order_ids[-1])
+    wait_until(lambda: connection.zscore(finished, last) is not None, timeout=timeout, interval=0.05,
+               what="every order processed")  # fmt: skip
 
 
 def database_transactions():
     """Commits and rollbacks of the bench database so far, less this script's own transactions."""
     time.sleep(11)  # PostgreSQL 15 flushes an idle backend's statistics within 10 s
+    sql("SELECT pg_stat_force_next_flush()")  # this connection's, at the end of this statement
     own = OWN_TRANSACTIONS
     commits, rollbacks = sql(
         "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (DATABASE,)
@@ -179,7 +187,7 @@ def process_run(connection, workdir, count, tag, trickle):
     with worker_process(workdir, tag) as worker:
         warm = new_orders(1)  # the worker's database connection exists, its imports are done
         enqueue(connection, warm)
-        wait_processed(warm, timeout=60)
+        wait_processed(connection, warm, timeout=60)
         (backend,) = set(backend_pids()) - others
         orders = new_orders(count)
         commits, rollbacks = database_transactions()
@@ -191,10 +199,11 @@ def process_run(connection, workdir, count, tag, trickle):
             enqueue(connection, orders, rate=TRICKLE_RATE)
         else:
             worker.send_signal(signal.SIGCONT)
-        wait_processed(orders)
+        wait_processed(connection, orders)
         cpu, backend_cpu = cpu_seconds(worker.pid) - cpu, cpu_seconds(backend) - backend_cpu
         elapsed = time.monotonic() - started
         commits_after, rollbacks_after = database_transactions()
+    assert unprocessed(orders) == 0, "orders left unprocessed"
     return {
         "worker_cpu_ms_per_job": 1000 * cpu / count,
         "backend_cpu_ms_per_job": 1000 * backend_cpu / count,
