@@ -58,6 +58,8 @@ PRIVATE_NAMES_USED = [
     (rq.worker.Worker, "heartbeat", "refreshes the worker's registration, with a TTL"),
     (rq.worker.Worker, "set_state", "writes the worker's state, in a pipeline when given one"),
     (rq.worker.Worker, "get_heartbeat_ttl", "how long a started job lives without a heartbeat"),
+    (rq.worker.Worker, "check_for_suspension", "looks for `rq suspend`, waits while it holds"),
+    (rq.worker.Worker, "handle_execution_ended", "notes a job's end and sends its heartbeat"),
     (rq.worker.Worker, "perform_job", "runs a job (the allowlist wraps it)"),
     (rq.worker.Worker, "handle_job_failure", "fails a job (a refused one, without running it)"),
     (IntermediateQueue, "remove", "takes a job out of the queue's intermediate list"),

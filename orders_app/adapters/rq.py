@@ -13,6 +13,7 @@ from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
+from rq.utils import now
 
 
 class OrdersJob(Job):
@@ -44,6 +45,8 @@ class Worker(SimpleWorker):
     stop_signalled = False
     # The TTL the last heartbeat asked for (None: RQ's default), and when it was sent.
     _heartbeat_sent: tuple[int | None, float] = (None, float("-inf"))
+    # When ``rq suspend`` was last looked for.
+    _suspension_checked = float("-inf")
 
     def __init__(self, *args: Any, abandoned_grace_seconds: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -99,6 +102,21 @@ class Worker(SimpleWorker):
                 super().set_state(state, own_pipeline)
                 self.heartbeat(pipeline=own_pipeline)
                 own_pipeline.execute()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """Look for ``rq suspend`` (and wait while it holds) at most once a second, not before
+        every job: a round trip per job saved, and a suspension takes effect within a second."""
+        now = time.monotonic()
+        if now - self._suspension_checked < 1:
+            return
+        self._suspension_checked = now
+        super().check_for_suspension(burst)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """Note when the job ended, without RQ's job heartbeat (a round trip): that keeps a forked
+        work horse's job alive while its success callback runs; here no callback runs, and the
+        next round trip finishes the job."""
+        job.ended_at = now()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """How long a started job stays "running" in RQ's started registry without a heartbeat.
