@@ -24,6 +24,8 @@ class OrdersWorker(Worker):
     """The RQ worker of ``flask worker``: runs ``process_order`` jobs, in the app context of the
     command, and fails any other job without running it."""
 
+    log_result_lifespan = False  # RQ's "result is kept for 500 seconds" line after every job: no news
+
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         """Run ``job`` if it is ``process_order`` and nothing more; fail any other without running it.
 

@@ -177,3 +177,13 @@ def test_a_job_written_without_a_timeout_runs_instead_of_stopping_the_worker(app
     rq_redis.hdel(job.key, "timeout")
     run_jobs(app, rq_redis)
     assert job.get_status(refresh=True) == JobStatus.FINISHED
+
+
+def test_a_job_logs_no_line_about_how_long_its_result_is_kept(app, client, alice, rq_redis, caplog):
+    """RQ would say after every job that its result is kept 500 s: a line a job, always the same."""
+    enqueue_process_order(app.config, rq_redis, place_order(client, alice["headers"])["id"], None)
+    with caplog.at_level("INFO", logger="rq.worker"):
+        run_jobs(app, rq_redis)
+    messages = [record.getMessage() for record in caplog.records if record.name == "rq.worker"]
+    assert any("Job OK" in message for message in messages)
+    assert not any("is kept for" in message for message in messages)
