@@ -106,10 +106,10 @@ def mark_transactions(app):
 
 def test_events_notified_within_the_gather_interval_go_in_one_batch(app, broker, topology):
     add_outbox_rows(app, 1)
-    with running(Relay, RELAY_SWEEP_SECONDS=60, RELAY_GATHER_SECONDS=3):
+    with running(Relay, RELAY_SWEEP_SECONDS=60, RELAY_GATHER_SECONDS=4):
         wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the first sweep")
-        # Within 3 s of that batch: each notification is noticed, and the relay waits out the rest.
-        add_notified_events(app, 5, seconds_apart=0.2)
+        # Within 4 s of that batch: each notification is noticed, and the relay waits out the rest.
+        add_notified_events(app, 5, seconds_apart=0.1)
         wait_for(lambda: ready_count(broker, topology.queue) == 6, message="the five events")
     assert unpublished(app) == 0
     assert mark_transactions(app) == 2  # the first sweep's batch, then one for the five
