@@ -1,6 +1,7 @@
 """The relay's and PostgreSQL's cost per order, over an order's life in PostgreSQL.
 
     python bench/relay_cost.py [--rate 200] [--seconds 20] [--rounds 3] [VARIANT ...]
+    [BENCH_RELAY_ROOT=CHECKOUT] python bench/relay_cost.py --batch-cost EVENTS BATCHES
 
 A VARIANT is ``label`` or ``label:KEY=VALUE,KEY=VALUE`` (relay settings, as ``FLASK_<KEY>``
 variables) or ``label@ROOT:...`` (the relay of another checkout, e.g. ``main@/work/main``); the
@@ -16,6 +17,10 @@ CPU is its backends' user + system time from ``/proc``, told apart by ``applicat
 are the server's ``pg_current_wal_lsn`` difference (the whole server: other databases' writes
 count too). Latency: the event's ``published_at`` minus its order's ``created_at``.
 
+``--batch-cost`` measures one thing in process instead: the CPU time of ``Relay.publish_batch``
+on EVENTS pending events, BATCHES times (median, minimum); under ``valgrind --tool=callgrind``,
+two runs with different BATCHES give the instructions of a batch by difference.
+
 The relay publishes to RabbitMQ names of the bench's own (nothing consumes them; purged after
 each run). Writes ``bench/results/<date>-relay.json`` and prints a table.
 Names: BENCH_DATABASE, BENCH_REDIS_URL, BENCH_NAMESPACE (as bench/run.py).
@@ -26,6 +31,7 @@ import atexit
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -340,6 +346,47 @@ def summary(result):
     )
 
 
+def batch_cost(events, batches):
+    """In this process: the CPU time of ``Relay.publish_batch`` on ``events`` pending events,
+    ``batches`` times (the checkout given by BENCH_RELAY_ROOT); prints the median and minimum."""
+    from sqlalchemy import text
+
+    from orders_app import create_app
+    from orders_app.events.relay import Relay
+    from orders_app.events.topology import connect
+    from orders_app.extensions import db
+
+    prepare()
+    purge_queues()
+    app = create_app(SETTINGS)
+    with app.app_context():
+        relay, connection = Relay(), connect(app.config)
+        channel = connection.channel()
+        channel.confirm_delivery()
+        samples = []
+        for _ in range(batches):
+            db.session.execute(
+                text(
+                    "INSERT INTO outbox_events (id, event_type, payload) SELECT gen_random_uuid(), "
+                    "'new_order', jsonb_build_object('order_id', n) FROM generate_series(1, :events) AS n"
+                ),
+                {"events": events},
+            )
+            db.session.commit()
+            started = time.process_time()
+            assert relay.publish_batch(channel) == events
+            samples.append(time.process_time() - started)
+        connection.close()
+        db.session.remove()
+        db.engine.dispose()
+    purge_queues()
+    admin(SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(Identifier(DATABASE)))
+    print(
+        f"{os.environ.get('BENCH_RELAY_ROOT', ROOT)}: {batches} batches of {events}: CPU per batch "
+        f"median {statistics.median(samples) * 1000:.3f} ms, minimum {min(samples) * 1000:.3f} ms"
+    )
+
+
 def parse_variant(text):
     label, _, settings = text.partition(":")
     label, _, root = label.partition("@")
@@ -350,6 +397,8 @@ def parse_variant(text):
 def main():
     if sys.argv[1:2] == ["--relay-child"]:
         return relay_child(sys.argv[2])
+    if sys.argv[1:2] == ["--batch-cost"]:
+        return batch_cost(int(sys.argv[2]), int(sys.argv[3]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="*", default=["current"])
     parser.add_argument("--rate", type=float, default=200)
