@@ -74,6 +74,7 @@ class Defaults:
     RABBITMQ_HEARTBEAT_SECONDS = 30
     RELAY_BATCH_SIZE = 100
     RELAY_SWEEP_SECONDS = 5.0
+    RELAY_GATHER_SECONDS = 0.02  # a batch starts at most this often: notifications in between wait
     CONSUMER_PREFETCH = 20
     CONSUMER_MAX_REDELIVERIES = 5  # then the message is dead-lettered
     RQ_QUEUE = "orders"

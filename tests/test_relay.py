@@ -2,15 +2,18 @@
 
 import json
 import signal
+import threading
+import time
 
 import pytest
 from pika.exceptions import UnroutableError
 from sqlalchemy import func, select, text
 
+from orders_app.events.outbox import NOTIFY_CHANNEL
 from orders_app.events.relay import Relay
 from orders_app.events.topology import connect
 from orders_app.extensions import db
-from orders_app.lifecycle import PeriodicTask
+from orders_app.lifecycle import GracefulStop, PeriodicTask
 from orders_app.models import OutboxEvent
 
 from support.broker import drain, ready_count
@@ -75,6 +78,63 @@ def test_notify_wakes_the_relay_at_once(app, client, alice, broker, topology):
         place_order(client, alice["headers"])
         # Far sooner than the next sweep, 60 s away.
         wait_for(lambda: ready_count(broker, topology.queue) == 2, timeout=5, interval=0.01)
+
+
+def add_notified_events(app, count, seconds_apart):
+    """``count`` events, each committed with its NOTIFY in a transaction of its own, as orders are."""
+    with app.app_context():
+        for n in range(count):
+            if n:
+                time.sleep(seconds_apart)  # the orders' arrival, spread over time
+            db.session.execute(
+                text(
+                    "INSERT INTO outbox_events (id, event_type, payload) "
+                    "VALUES (gen_random_uuid(), 'new_order', jsonb_build_object('order_id', :n))"
+                ),
+                {"n": n},
+            )
+            db.session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+            db.session.commit()
+
+
+def mark_transactions(app):
+    """How many transactions marked the outbox's events published (a batch each: its rows share
+    the transaction id that last wrote them, ``xmin``)."""
+    with app.app_context():
+        return db.session.scalar(text("SELECT count(DISTINCT xmin::text) FROM outbox_events"))
+
+
+def test_events_notified_within_the_gather_interval_go_in_one_batch(app, broker, topology):
+    add_outbox_rows(app, 1)
+    with running(Relay, RELAY_SWEEP_SECONDS=60, RELAY_GATHER_SECONDS=4):
+        wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the first sweep")
+        # Within 4 s of that batch: each notification is noticed, and the relay waits out the rest.
+        add_notified_events(app, 5, seconds_apart=0.1)
+        wait_for(lambda: ready_count(broker, topology.queue) == 6, message="the five events")
+    assert unpublished(app) == 0
+    assert mark_transactions(app) == 2  # the first sweep's batch, then one for the five
+
+
+def test_a_stop_ends_the_gather_wait_at_once(app, broker, topology):
+    add_outbox_rows(app, 1)
+    stop = GracefulStop()
+    relay_app = make_app(RELAY_SWEEP_SECONDS=60, RELAY_GATHER_SECONDS=60)
+
+    def run():
+        with relay_app.app_context():
+            Relay(stop).run()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: ready_count(broker, topology.queue) == 1, message="the first sweep")
+        add_notified_events(app, 1, seconds_apart=0)  # the relay waits up to a minute to gather more
+        time.sleep(0.5)  # for the relay to be in that wait (if not yet, this test cannot fail)
+    finally:
+        stop.request()
+        thread.join(timeout=3)
+    assert not thread.is_alive(), "the relay slept through its stop"
+    assert unpublished(app) == 1  # left for the next relay: nothing is lost
 
 
 def test_the_timer_sweep_publishes_an_event_whose_notification_was_missed(app, broker, topology):
