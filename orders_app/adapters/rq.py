@@ -106,10 +106,10 @@ class Worker(SimpleWorker):
     def check_for_suspension(self, burst: bool) -> None:
         """Look for ``rq suspend`` (and wait while it holds) at most once a second, not before
         every job: a round trip per job saved, and a suspension takes effect within a second."""
-        now = time.monotonic()
-        if now - self._suspension_checked < 1:
+        looking_at = time.monotonic()
+        if looking_at - self._suspension_checked < 1:
             return
-        self._suspension_checked = now
+        self._suspension_checked = looking_at
         super().check_for_suspension(burst)
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
