@@ -1,10 +1,13 @@
-"""RQ as the service runs it: jobs that never run callbacks, and a worker that runs jobs in its own
-process, with fewer Redis round trips, and can fail a job without running it.
+"""RQ as the service runs it: jobs that never run callbacks, unique jobs enqueued many at a time,
+and a worker that runs jobs in its own process, with fewer Redis round trips, and can fail a job
+without running it.
 
-Tested in tests/test_worker.py, tests/test_reconciler.py and tests/test_library_contracts.py.
+Tested in tests/test_worker.py, tests/test_reconciler.py, tests/test_consumer_batches.py and
+tests/test_library_contracts.py.
 """
 
 import time
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -13,6 +16,7 @@ from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
+from rq.scripts import _build_hset_args, get_unique_enqueue_script
 
 
 class OrdersJob(Job):
@@ -21,6 +25,26 @@ class OrdersJob(Job):
     an abandoned job, in the reconciler and in every worker)."""
 
     success_callback = failure_callback = stopped_callback = None
+
+
+def enqueue_unique(queue: Queue, jobs: Sequence[Job]) -> list[bool]:
+    """Enqueue each job unless a job with its id exists, all in one pipeline: whether each was new.
+
+    RQ's ``enqueue_job(..., unique=True)`` runs the same Lua script (exists? save, push), but on its
+    own, after registering the queue in a transaction of its own: two round trips per job. Here the
+    queue is registered once and the scripts follow in the same pipeline (redis-py checks first,
+    in one more round trip, that the server has the script).
+    """
+    script = get_unique_enqueue_script(queue.connection)  # type: ignore[no-untyped-call]  # unannotated
+    with queue.connection.pipeline(transaction=False) as pipeline:
+        pipeline.sadd(queue.redis_queues_keys, queue.key)
+        for job in jobs:
+            queue._prepare_for_queue(job)  # what RQ's unique enqueue sets before its script
+            ttl = -1 if job.ttl is None else job.ttl
+            fields = _build_hset_args(job)  # type: ignore[no-untyped-call]  # the job's hash, as RQ writes it
+            script(keys=[job.key, queue.key], args=[job.id, "R", ttl, *fields], client=pipeline)
+        _, *saved = pipeline.execute()
+    return [bool(new) for new in saved]
 
 
 def delete_job(job: Job) -> None:
