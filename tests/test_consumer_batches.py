@@ -16,7 +16,8 @@ import redis
 from rq import Queue
 
 from consumer.consumer import Consumer, Delivery
-from orders_app.job_queue import job_id
+from orders_app.adapters.rq import enqueue_unique
+from orders_app.job_queue import enqueue_process_order, job_id, orders_queue, process_order_job
 
 from support.broker import drain, publish, ready_count
 from support.commands import CONSUMER, kill_hard, running, start_process
@@ -66,6 +67,31 @@ def take(channel, queue, count):
     for _ in range(count):
         wait_for(took_one, message="a message")
     return deliveries
+
+
+def test_a_job_enqueued_in_a_batch_is_the_job_rq_enqueues_and_is_never_overwritten(database, rq_redis):
+    """``enqueue_unique`` writes what RQ's unique enqueue writes (but its timestamps), and leaves
+    an existing job as it is (a redelivered event's job may be running, or done)."""
+    config = make_config()
+    order_id = str(uuid.uuid4())
+    enqueue_process_order(config, rq_redis, order_id, "req-rq")
+    by_rq = rq_redis.hgetall(f"rq:job:{job_id(order_id)}")
+    rq_redis.flushdb()
+    queue = orders_queue(config, rq_redis)
+    assert enqueue_unique(queue, [process_order_job(config, queue, order_id, "req-rq")]) == [True]
+    in_batch = rq_redis.hgetall(f"rq:job:{job_id(order_id)}")
+    timestamps = {b"created_at", b"enqueued_at"}
+    assert in_batch.keys() == by_rq.keys() >= timestamps
+    assert {k: v for k, v in in_batch.items() if k not in timestamps} == {
+        k: v for k, v in by_rq.items() if k not in timestamps
+    }
+    assert queued_jobs(rq_redis) == [job_id(order_id)]
+    assert rq_redis.smembers("rq:queues") == {b"rq:queue:orders"}
+    rq_redis.hset(f"rq:job:{job_id(order_id)}", "status", "finished")
+    again = [process_order_job(config, queue, order_id, "req-again")]
+    assert enqueue_unique(queue, again) == [False]
+    assert rq_redis.hget(f"rq:job:{job_id(order_id)}", "status") == b"finished"
+    assert queued_jobs(rq_redis) == [job_id(order_id)]
 
 
 def test_a_burst_is_enqueued_as_one_batch_one_job_per_order_all_acked(

@@ -16,7 +16,7 @@ from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
-from rq.scripts import _build_hset_args, get_unique_enqueue_script
+from rq.scripts import UNIQUE_ENQUEUE_SCRIPT, _build_hset_args
 
 
 class OrdersJob(Job):
@@ -28,21 +28,20 @@ class OrdersJob(Job):
 
 
 def enqueue_unique(queue: Queue, jobs: Sequence[Job]) -> list[bool]:
-    """Enqueue each job unless a job with its id exists, all in one pipeline: whether each was new.
+    """Enqueue each job unless a job with its id exists, all in one round trip: whether each was new.
 
-    RQ's ``enqueue_job(..., unique=True)`` runs the same Lua script (exists? save, push), but on its
-    own, after registering the queue in a transaction of its own: two round trips per job. Here the
-    queue is registered once and the scripts follow in the same pipeline (redis-py checks first,
-    in one more round trip, that the server has the script).
+    RQ's ``enqueue_job(..., unique=True)`` runs its Lua script (exists? else save and push) on its
+    own, after registering the queue in a transaction: two round trips per job. Here the queue is
+    registered once and the same script follows for each job in one pipeline, sent whole (EVAL):
+    EVALSHA in a pipeline costs one more round trip, redis-py's check that the server has it.
     """
-    script = get_unique_enqueue_script(queue.connection)  # type: ignore[no-untyped-call]  # unannotated
     with queue.connection.pipeline(transaction=False) as pipeline:
         pipeline.sadd(queue.redis_queues_keys, queue.key)
         for job in jobs:
             queue._prepare_for_queue(job)  # what RQ's unique enqueue sets before its script
             ttl = -1 if job.ttl is None else job.ttl
             fields = _build_hset_args(job)  # type: ignore[no-untyped-call]  # the job's hash, as RQ writes it
-            script(keys=[job.key, queue.key], args=[job.id, "R", ttl, *fields], client=pipeline)
+            pipeline.eval(UNIQUE_ENQUEUE_SCRIPT, 2, job.key, queue.key, job.id, "R", ttl, *fields)
         _, *saved = pipeline.execute()
     return [bool(new) for new in saved]
 
