@@ -115,23 +115,21 @@ class Consumer:
     def handle(self, channel: BlockingChannel, deliveries: Sequence[Delivery]) -> None:
         """Dead-letter the bad messages, each on its own; enqueue the others' jobs in one round trip
         to Redis (raises ``redis.RedisError``, nothing acked), then ack them with one ack."""
+        spans: list[Span] = []  # each message's, ended with the batch
         accepted: list[Accepted] = []
         try:
             for delivery in deliveries:
-                span = self._handling_span(delivery)
+                spans.append(span := self._handling_span(delivery))
                 with use_span(span):
                     made = self._accept(channel, delivery)
-                if made is None:
-                    span.end()
-                else:
+                if made is not None:
                     accepted.append(Accepted(delivery, *made, span))
-            if not accepted:
-                return
-            self._enqueue(accepted)
-            channel.basic_ack(accepted[-1].delivery.method.delivery_tag, multiple=True)
+            if accepted:
+                self._enqueue(accepted)
+                channel.basic_ack(accepted[-1].delivery.method.delivery_tag, multiple=True)
         finally:
-            for message in accepted:
-                message.span.end()
+            for span in spans:
+                span.end()
 
     @staticmethod
     def _handling_span(delivery: Delivery) -> Span:
