@@ -96,7 +96,8 @@ class Consumer:
                 self.topology.queue, lambda _channel, *message: delivered.append(Delivery(*message))
             )
             log.info("Consuming queue %s", self.topology.queue)
-            while True:
+            # The broker cancels the consumer when the queue is deleted: then connect and declare again.
+            while not self.stop.requested and consumer_tag in channel.consumer_tags:
                 # Returns once pika has handed over what one read of the socket brought (or after
                 # IDLE_CHECK_SECONDS): the callback above has then collected those messages.
                 connection.process_data_events(time_limit=IDLE_CHECK_SECONDS)
@@ -105,8 +106,6 @@ class Consumer:
                     self.handle(channel, delivered)
                     delivered.clear()
                     self.backoff.reset()
-                if self.stop.requested:
-                    break
             channel.basic_cancel(consumer_tag)  # prefetched, unhandled messages go back to the queue
         finally:
             if connection.is_open:
