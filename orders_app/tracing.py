@@ -134,6 +134,14 @@ def span(
         yield current
 
 
+def start_span(
+    name: str, kind: SpanKind = SpanKind.INTERNAL, parent: object = None, attributes: Attributes = None
+) -> Span:
+    """``span``'s span, started but not made current nor ended: for work on several messages at
+    once, each message's span made current in turn (``opentelemetry.trace.use_span``)."""
+    return tracer.start_span(name, _extract(parent) if parent else None, kind, attributes)
+
+
 def _extract(carrier: object) -> Context | None:
     """The context a carrier holds. Its text values only: a carrier comes from a message's headers
     or a job's meta, which anyone who can publish or write to Redis sets, and the propagators

@@ -17,6 +17,8 @@ import opentelemetry.sdk._shared_internal
 import pytest
 import redis.commands.core
 import rq.job
+import rq.queue
+import rq.scripts
 import rq.worker
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
@@ -64,6 +66,10 @@ PRIVATE_NAMES_USED = [
     (rq.worker.Worker, "handle_job_failure", "fails a job (a refused one, without running it)"),
     (IntermediateQueue, "remove", "takes a job out of the queue's intermediate list"),
     (rq.job.Job, "execution_registry", "the index of a job's executions (adapters.rq.delete_job)"),
+    # adapters.rq.enqueue_unique (tests/test_consumer_batches.py: the job RQ's unique enqueue writes).
+    (rq.queue.Queue, "_prepare_for_queue", "sets a job's origin, enqueued_at, timeout and status"),
+    (rq.scripts, "_build_hset_args", "a job's hash as the unique-enqueue script's arguments"),
+    (rq.scripts, "UNIQUE_ENQUEUE_SCRIPT", "the Lua script of RQ's unique enqueue"),
     *[
         (rq.job.Job, f"{outcome}_callback", "a job's callback, which OrdersJob sets to none")
         for outcome in ("success", "failure", "stopped")

@@ -150,7 +150,12 @@ def test_one_order_is_one_trace_across_every_process(database, broker, tmp_path,
     assert handling["service"] == "orders-consumer" and handling["parent"] == publish["span_id"]
     enqueue = one(name="enqueue process_order")
     assert enqueue["service"] == "orders-consumer" and enqueue["parent"] == handling["span_id"]
-    assert any(s["parent"] == enqueue["span_id"] for s in spans.values())  # its Redis commands
+    # The jobs of a batch go to Redis together, in a trace of its own linked to each job's enqueue.
+    [write] = [
+        s for s in collector.find(name="enqueue batch") if (trace_id, enqueue["span_id"]) in s["links"]
+    ]
+    assert write["service"] == "orders-consumer" and write["trace_id"] != trace_id
+    assert collector.find(trace_id=write["trace_id"], parent=write["span_id"])  # its Redis commands
     assert job["service"] == "orders-worker" and job["parent"] == enqueue["span_id"]
     assert one(name="UPDATE")["parent"] == job["span_id"]
 

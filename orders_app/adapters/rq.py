@@ -1,10 +1,13 @@
-"""RQ as the service runs it: jobs that never run callbacks, and a worker that runs jobs in its own
-process, with fewer Redis round trips, and can fail a job without running it.
+"""RQ as the service runs it: jobs that never run callbacks, unique jobs enqueued many at a time,
+and a worker that runs jobs in its own process, with fewer Redis round trips, and can fail a job
+without running it.
 
-Tested in tests/test_worker.py, tests/test_reconciler.py and tests/test_library_contracts.py.
+Tested in tests/test_worker.py, tests/test_reconciler.py, tests/test_consumer_batches.py and
+tests/test_library_contracts.py.
 """
 
 import time
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -13,6 +16,7 @@ from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
+from rq.scripts import UNIQUE_ENQUEUE_SCRIPT, _build_hset_args
 from rq.utils import now
 
 
@@ -22,6 +26,25 @@ class OrdersJob(Job):
     an abandoned job, in the reconciler and in every worker)."""
 
     success_callback = failure_callback = stopped_callback = None
+
+
+def enqueue_unique(queue: Queue, jobs: Sequence[Job]) -> list[bool]:
+    """Enqueue each job unless a job with its id exists, all in one round trip: whether each was new.
+
+    RQ's ``enqueue_job(..., unique=True)`` runs its Lua script (exists? else save and push) on its
+    own, after registering the queue in a transaction: two round trips per job. Here the queue is
+    registered once and the same script follows for each job in one pipeline, sent whole (EVAL):
+    EVALSHA in a pipeline costs one more round trip, redis-py's check that the server has it.
+    """
+    with queue.connection.pipeline(transaction=False) as pipeline:
+        pipeline.sadd(queue.redis_queues_keys, queue.key)
+        for job in jobs:
+            queue._prepare_for_queue(job)  # what RQ's unique enqueue sets before its script
+            ttl = -1 if job.ttl is None else job.ttl
+            fields = _build_hset_args(job)  # type: ignore[no-untyped-call]  # the job's hash, as RQ writes it
+            pipeline.eval(UNIQUE_ENQUEUE_SCRIPT, 2, job.key, queue.key, job.id, "R", ttl, *fields)
+        _, *saved = pipeline.execute()
+    return [bool(new) for new in saved]
 
 
 def delete_job(job: Job) -> None:
