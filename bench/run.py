@@ -53,7 +53,6 @@ from report import (  # noqa: E402
     markdown_steady,
     pipeline_table,
     report,
-    summarise,
     update_page,
 )
 
@@ -603,23 +602,26 @@ def steady_requests(orders, tokens):
     }
 
 
-def steady_scenario(workdir, orders, tokens, capacity):
-    """The mix at STEADY_LOAD × ``capacity`` requests/s, sent at that rate whatever the latency
-    (bench/steady.py), under `make run`: the pipeline processes the mix's new orders meanwhile."""
-    rate = round(STEADY_LOAD * capacity)
-    requests = steady_requests(orders, tokens)
-    spec = {
-        "rate": rate,
-        "seconds": STEADY_SECONDS,
-        "warmup_seconds": WARMUP_SECONDS,
-        "connections": STEADY_CONNECTIONS,
-        "mix": {name: {"weight": share, **requests[name]} for name, share in STEADY_MIX.items()},
-    }
+def steady_scenario(workdir, orders, tokens):
+    """The mix at STEADY_LOAD × its capacity, sent at that rate whatever the latency
+    (bench/steady.py), under `make run`: the pipeline processes the mix's new orders meanwhile.
+    The capacity is measured in the same conditions first (``mix_capacity``), and the pipeline
+    left to finish what those runs created."""
     port = free_port()
     clear_backlog()  # the earlier scenarios' orders: not processed while this measures
     with make_run(port, Path(workdir) / "steady-make-run.log"):
-        spec["url"] = url = f"http://127.0.0.1:{port}"
-        warm_cache(url, orders[:CACHED_ORDERS], tokens)
+        url = f"http://127.0.0.1:{port}"
+        capacity = mix_capacity(each_kinds_throughput(url, workdir, orders, tokens))
+        wait_until(lambda: not query(UNPROCESSED)[0][0], timeout=600, interval=0.25, what="processing")
+        requests = steady_requests(orders, tokens)
+        spec = {
+            "url": url,
+            "rate": round(STEADY_LOAD * capacity),
+            "seconds": STEADY_SECONDS,
+            "warmup_seconds": WARMUP_SECONDS,
+            "connections": STEADY_CONNECTIONS,
+            "mix": {name: {"weight": share, **requests[name]} for name, share in STEADY_MIX.items()},
+        }
         spec_file = Path(workdir) / "steady.json"
         spec_file.write_text(json.dumps(spec))
         output = subprocess.run(
@@ -633,21 +635,17 @@ def steady_scenario(workdir, orders, tokens, capacity):
     return result
 
 
-def capacity_alone(workdir, orders, tokens):
-    """Each kind's throughput, one wrk run each, for a steady run without the HTTP scenarios."""
+def each_kinds_throughput(url, workdir, orders, tokens):
+    """Each kind of the mix's throughput at ``url``, one wrk run each (cached reads from a warm cache)."""
     lines = request_lines(orders, tokens)
-    port = free_port()
     summary = {}
-    with gunicorn("wsgi:app", port, Path(workdir) / "capacity-web.log"):
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(f"{url}/health/ready"), what="the service")
-        for name in set(STEADY_PRICED_AS.values()):
-            requests = request_file(workdir, name, lines[name])
-            wrk(url, requests, WARMUP_SECONDS)
-            if name == "get_cached":
-                warm_cache(url, orders[:CACHED_ORDERS], tokens)
-            summary[name] = wrk(url, requests, WRK_SECONDS)
-            log(f"capacity {name}: {summary[name]}")
+    for name in dict.fromkeys(STEADY_PRICED_AS.values()):  # creating last: its orders load the pipeline
+        requests = request_file(workdir, f"capacity-{name}", lines[name])
+        wrk(url, requests, WARMUP_SECONDS)
+        if name == "get_cached":
+            warm_cache(url, orders[:CACHED_ORDERS], tokens)
+        summary[name] = wrk(url, requests, WRK_SECONDS)
+        log(f"capacity {name}: {summary[name]}")
     return summary
 
 
@@ -671,6 +669,9 @@ def query(sql, parameters=()):
         rows = cursor.fetchall()
     connection.close()
     return rows
+
+
+UNPROCESSED = "SELECT count(*) FROM orders WHERE processed_at IS NULL"
 
 
 def processed_times(order_ids):
@@ -924,15 +925,14 @@ def main():
             log(f"results in {output.relative_to(ROOT)}")
             return
         if sys.argv[1:] == ["steady"]:
-            capacity = mix_capacity(capacity_alone(workdir, orders, tokens))
-            steady = steady_scenario(workdir, orders, tokens, capacity)
+            steady = steady_scenario(workdir, orders, tokens)
             output = BENCH / "results" / f"{meta['date']}-steady.json"
             output.write_text(json.dumps({"meta": meta, "steady": steady}, indent=2) + "\n")
             print(markdown_steady(steady))
             log(f"results in {output.relative_to(ROOT)}")
             return
         http, listing = http_scenarios(workdir, orders, tokens, deep_users)
-        steady = steady_scenario(workdir, orders, tokens, mix_capacity(summarise(http)))
+        steady = steady_scenario(workdir, orders, tokens)
         make_run_runs = make_run_scenario(workdir, orders, tokens)
         pipeline_results = pipeline_scenarios(workdir, orders, tokens)
         pipeline_results["login_storm"] = login_storm_scenario(workdir, orders, tokens)
