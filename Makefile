@@ -77,7 +77,7 @@ DOCS_ADDRESS ?= 127.0.0.1:8001
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr $(DOCS_ADDRESS)
 
-# Benchmarks (not part of make test; about 11 minutes): results in bench/results/, the tables in
+# Benchmarks (not part of make test; about 14 minutes): results in bench/results/, the tables in
 # docs/performance.md. `make bench BENCH_WRK_SECONDS=1 BENCH_ROUNDS=1` checks the harness quickly (numbers of no use).
 bench: install
 	$(BIN)/python bench/run.py
